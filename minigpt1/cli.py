@@ -1,0 +1,39 @@
+"""`python -m minigpt1 <command>`: the command line. The only module that reads argv."""
+
+import argparse
+import sys
+
+
+def _demo(args):
+    """Placeholder demo until pre-training lands: train a tiny model on a text and show the loss fall."""
+    from .demo import run_demo
+
+    run_demo(steps=args.steps, seed=args.seed)
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m minigpt1",
+        description="GPT-1 rebuilt from scratch in NumPy: train, tokenize, inspect.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="train a tiny GPT on a short text and print the falling loss")
+    demo.add_argument("--steps", type=int, default=60, help="optimizer steps (default 60)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
