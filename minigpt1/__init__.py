@@ -1,1 +1,6 @@
 """minigpt1: GPT-1 (Radford et al., 2018) with every forward and backward pass written by hand."""
+
+from .config import PRESETS, GPTConfig
+from .model import GPT, parameter_count, parameter_shapes
+
+__all__ = ["GPT", "PRESETS", "GPTConfig", "parameter_count", "parameter_shapes"]

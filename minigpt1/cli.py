@@ -5,7 +5,7 @@ import sys
 
 
 def _demo(args):
-    """Placeholder demo until pre-training lands: train a tiny model on a text and show the loss fall."""
+    """Until pre-training lands: train a small model on a short text and show the loss fall."""
     from .demo import run_demo
 
     run_demo(steps=args.steps, seed=args.seed)
@@ -19,7 +19,7 @@ def build_parser():
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="train a tiny GPT on a short text and print the falling loss")
+    demo = sub.add_parser("demo", help="train a small GPT on a short text; print the falling loss")
     demo.add_argument("--steps", type=int, default=60, help="optimizer steps (default 60)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.set_defaults(run=_demo)

@@ -1,0 +1,71 @@
+"""GPTConfig: the shape of a GPT-1 model, with the paper's defaults and named presets."""
+
+from dataclasses import asdict, dataclass, fields, replace
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int = 40478  # rows of the token embedding (GPT-1: 40,000 merges + 478 base symbols)
+    n_ctx: int = 512  # longest sequence; rows of the learned position embedding
+    n_embd: int = 768  # C, the width of the residual stream
+    n_layer: int = 12  # number of transformer blocks
+    n_head: int = 12  # attention heads; each has n_embd // n_head channels
+    embd_pdrop: float = 0.1  # dropout on the summed token + position embeddings
+    attn_pdrop: float = 0.1  # dropout on the attention probabilities
+    resid_pdrop: float = 0.1  # dropout on each residual branch before the add
+    layer_norm_epsilon: float = 1e-5  # inside the square root, as in the original code
+    initializer_range: float = 0.02  # std of the N(0, std) initial weights
+    afn: str = "gelu"  # activation: GPT-1's tanh-approximated GELU (the only one implemented)
+
+    def __post_init__(self):
+        for name in ("vocab_size", "n_ctx", "n_embd", "n_layer", "n_head"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): each head "
+                f"gets n_embd // n_head channels; try n_head in {divisors(self.n_embd)}"
+            )
+        for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"GPTConfig.{name} must be in [0, 1), got {value!r}")
+        if self.afn != "gelu":
+            raise ValueError(f"afn={self.afn!r} is not implemented; GPT-1 uses 'gelu' (tanh form)")
+
+    @property
+    def head_size(self):
+        return self.n_embd // self.n_head
+
+    @classmethod
+    def preset(cls, name, **overrides):
+        """A named configuration (see PRESETS), with any field overridden by keyword."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}: choose one of {sorted(PRESETS)}")
+        return replace(PRESETS[name], **overrides)
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown GPTConfig fields {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def divisors(n):
+    return [d for d in range(1, min(n, 64) + 1) if n % d == 0]
+
+
+PRESETS = {
+    # tests and lessons: a forward + backward pass in milliseconds
+    "tiny": GPTConfig(vocab_size=4096, n_ctx=128, n_embd=128, n_layer=4, n_head=4),
+    # the CPU demo: a few minutes of training on a laptop already writes recognisable text
+    "small": GPTConfig(vocab_size=8192, n_ctx=256, n_embd=256, n_layer=4, n_head=4),
+    # the paper's model: 12 layers, 768 wide, 12 heads, 512 positions, 40,478 tokens
+    "gpt1": GPTConfig(),
+}

@@ -1,0 +1,32 @@
+"""Hand-written layers: each file holds one `*_forward` / `*_backward` pair and its cache.
+
+Size legend used in every file:
+    B  batch size            T  sequence length (time)     C  channels (n_embd)
+    V  vocabulary size       nh number of heads            hs head size (C // nh)
+    N  any number of leading dimensions flattened together
+"""
+
+from .attention import attention_backward, attention_forward
+from .cross_entropy import cross_entropy_backward, cross_entropy_forward
+from .dropout import dropout_backward, dropout_forward
+from .embedding import embedding_backward, embedding_forward
+from .gelu import gelu_backward, gelu_forward
+from .layernorm import layernorm_backward, layernorm_forward
+from .linear import linear_backward, linear_forward
+
+__all__ = [
+    "attention_backward",
+    "attention_forward",
+    "cross_entropy_backward",
+    "cross_entropy_forward",
+    "dropout_backward",
+    "dropout_forward",
+    "embedding_backward",
+    "embedding_forward",
+    "gelu_backward",
+    "gelu_forward",
+    "layernorm_backward",
+    "layernorm_forward",
+    "linear_backward",
+    "linear_forward",
+]

@@ -1,0 +1,52 @@
+"""Softmax cross-entropy with an ignore mask: the language-model loss L1 (and, later, L2).
+
+    logp = log_softmax(logits) = z - max(z) - log(sum(exp(z - max(z))))        (stable: no overflow)
+    loss = sum_i w_i * (-logp[i, y_i]) / sum_i w_i                            w: 1 keep, 0 ignore
+
+so the loss is the mean over the positions that count. Backward (dloss is the upstream scalar):
+    dlogits[i] = dloss * w_i / sum(w) * (softmax(z_i) - onehot(y_i))
+The one-hot matrix is never built: we subtract at the target indices instead.
+"""
+
+from typing import NamedTuple
+
+from ..backend import xp_of
+
+
+class CrossEntropyCache(NamedTuple):
+    probs: object  # (N, V) softmax of the logits
+    targets: object  # (N,) target ids
+    scale: object  # (N,) w_i / sum(w): each position's share of the mean
+    shape: tuple  # (..., V) the logits' original shape
+
+
+def cross_entropy_forward(logits, targets, mask=None):
+    xp = xp_of(logits)
+    V = logits.shape[-1]
+    z = logits.reshape(-1, V)  # (N, V)
+    y = targets.reshape(-1)  # (N,)
+    if mask is None:
+        w = xp.ones(y.shape, dtype=logits.dtype)
+    else:
+        w = mask.reshape(-1).astype(logits.dtype)  # (N,)
+    count = float(w.sum())
+    if count <= 0:
+        raise ValueError("cross-entropy over an empty mask: at least one target must count")
+    shifted = z - z.max(axis=1, keepdims=True)  # (N, V), every entry <= 0
+    probs = xp.exp(shifted)  # (N, V), unnormalised for now
+    sumexp = probs.sum(axis=1, keepdims=True)  # (N, 1)
+    probs /= sumexp
+    rows = xp.arange(y.shape[0])
+    logp_target = shifted[rows, y] - xp.log(sumexp[:, 0])  # (N,)
+    scale = w / count  # (N,)
+    loss = -(scale * logp_target).sum()
+    return loss, CrossEntropyCache(probs, y, scale, logits.shape)
+
+
+def cross_entropy_backward(dloss, cache):
+    xp = xp_of(cache.probs)
+    probs, y, scale, shape = cache
+    # forward: loss = -sum_i scale_i * log(probs[i, y_i])
+    dlogits = probs * (dloss * scale)[:, None]  # (N, V): the softmax part
+    dlogits[xp.arange(y.shape[0]), y] -= dloss * scale  # minus the one-hot part
+    return dlogits.reshape(shape)

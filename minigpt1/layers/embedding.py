@@ -1,0 +1,38 @@
+"""Token + position embedding (GPT-1's h0 = U We + Wp, equation 2 of the paper).
+
+    h0[b, t] = wte[ids[b, t]] + wpe[t]        ids: (B, T) ints   wte: (V, C)   wpe: (n_ctx, C)
+
+Backward: a row of wte is used once per occurrence of its token, so its gradient is the sum of
+dh0 over those positions (a scatter-add); row t of wpe is used once per sequence, so its
+gradient is dh0 summed over the batch. Rows never used get zero gradient.
+"""
+
+from typing import NamedTuple
+
+from ..backend import xp_of
+
+
+class EmbeddingCache(NamedTuple):
+    ids: object  # (B, T) token ids
+    vocab_size: int  # V, rows of wte
+    n_positions: int  # n_ctx, rows of wpe
+
+
+def embedding_forward(ids, wte, wpe):
+    T = ids.shape[1]
+    h0 = wte[ids]  # (B, T, C) gather: one row per token
+    h0 += wpe[:T]  # (T, C) broadcast over the batch
+    return h0, EmbeddingCache(ids, wte.shape[0], wpe.shape[0])
+
+
+def embedding_backward(dh0, cache):
+    xp = xp_of(dh0)
+    ids, vocab_size, n_positions = cache
+    B, T, C = dh0.shape
+    # forward: h0 = wte[ids] + wpe[:T]
+    dwte = xp.zeros((vocab_size, C), dtype=dh0.dtype)
+    # add.at, not dwte[ids] += dh0: a token repeated in the batch must add up, not overwrite
+    xp.add.at(dwte, ids.reshape(-1), dh0.reshape(-1, C))
+    dwpe = xp.zeros((n_positions, C), dtype=dh0.dtype)
+    dwpe[:T] = dh0.sum(axis=0)  # (T, C)
+    return dwte, dwpe

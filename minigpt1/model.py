@@ -1,0 +1,226 @@
+"""GPT: token + position embeddings -> n_layer post-LN blocks -> tied LM head; the L1 loss.
+
+    h0 = U We + Wp                        (B, T, C)   equation 2 of the paper
+    h_l = block(h_{l-1})  for l = 1..n    (B, T, C)   no final LayerNorm in GPT-1
+    P(u) = softmax(h_n We^T)              (B, T, V)   the output matrix is the input embedding
+
+`model.params` is a flat dict whose keys and shapes are exactly those of HuggingFace's
+`OpenAIGPTModel` state dict, so weights move between the two without renaming. The gradients
+come back in a dict with the same keys. The LM head has no parameter of its own: its gradient
+is added into `tokens_embed.weight`, which therefore hears from both ends of the network.
+"""
+
+from typing import NamedTuple
+
+from . import backend
+from .block import BLOCK_PARAM_SHAPES, block_backward, block_forward
+from .config import GPTConfig
+from .layers import (
+    cross_entropy_backward,
+    cross_entropy_forward,
+    dropout_backward,
+    dropout_forward,
+    embedding_backward,
+    embedding_forward,
+)
+
+
+def parameter_shapes(cfg):
+    """{name: shape} for every parameter, in HuggingFace's state-dict order."""
+    C = cfg.n_embd
+    shapes = {"tokens_embed.weight": (cfg.vocab_size, C), "positions_embed.weight": (cfg.n_ctx, C)}
+    for i in range(cfg.n_layer):
+        for name, shape in BLOCK_PARAM_SHAPES.items():
+            shapes[f"h.{i}.{name}"] = shape(C)
+    return shapes
+
+
+def parameter_count(cfg):
+    """Number of trainable values; the tied LM head adds none (gpt1 preset: 116,534,784)."""
+    total = 0
+    for shape in parameter_shapes(cfg).values():
+        size = 1
+        for n in shape:
+            size *= n
+        total += size
+    return total
+
+
+def init_params(cfg, seed, device="cpu", dtype="float32"):
+    """GPT-1's initialisation: weights N(0, 0.02), biases 0, LayerNorm gains 1.
+
+    Values are drawn in float64 on the host from one seeded generator, so a float32 and a
+    float64 model (or a CPU and a GPU model) with the same seed start from the same numbers.
+    """
+    xp = backend.module_for(device)
+    rng = backend.host_rng(seed)
+    params = {}
+    for name, shape in parameter_shapes(cfg).items():
+        if name.endswith(".bias"):
+            params[name] = xp.zeros(shape, dtype=dtype)
+        elif ".ln_" in name:  # LayerNorm gain
+            params[name] = xp.ones(shape, dtype=dtype)
+        else:
+            weight = rng.normal(0.0, cfg.initializer_range, size=shape)
+            params[name] = backend.to_device(weight, device, dtype)
+    return params
+
+
+def check_params(cfg, params, source="params"):
+    """Raise a clear error if `params` lacks a tensor, has an extra one, or one is mis-shaped."""
+    expected = parameter_shapes(cfg)
+    missing = [name for name in expected if name not in params]
+    if missing:
+        shown = ", ".join(f"{n} {expected[n]}" for n in missing[:5])
+        raise ValueError(f"{source}: {len(missing)} tensor(s) missing, e.g. {shown}")
+    unexpected = [name for name in params if name not in expected]
+    if unexpected:
+        raise ValueError(f"{source}: unexpected tensor(s) {unexpected[:5]} for this config")
+    for name, shape in expected.items():
+        if tuple(params[name].shape) != shape:
+            raise ValueError(
+                f"{source}: tensor {name} has shape {tuple(params[name].shape)}, "
+                f"expected {shape} for n_embd={cfg.n_embd}, vocab_size={cfg.vocab_size}, "
+                f"n_ctx={cfg.n_ctx}"
+            )
+
+
+class BodyCache(NamedTuple):
+    embedding: object
+    embd_dropout: object
+    blocks: list
+
+
+class GPT:
+    """GPT-1 with hand-written forward and backward passes, on NumPy ("cpu") or CuPy ("cuda")."""
+
+    def __init__(self, cfg, seed=0, device="cpu", dtype="float32", params=None):
+        if not isinstance(cfg, GPTConfig):
+            raise TypeError(f"cfg must be a GPTConfig, got {type(cfg).__name__}")
+        self.cfg = cfg
+        self.seed = seed
+        self.device = device
+        self.dtype = backend.check_dtype(dtype)
+        if params is None:
+            self.params = init_params(cfg, seed, device, self.dtype)
+        else:
+            check_params(cfg, params)
+            self.params = {k: backend.to_device(v, device, self.dtype) for k, v in params.items()}
+        self.rng = backend.device_rng(device, seed)  # dropout masks when no rng is passed
+
+    def to(self, device=None, dtype=None):
+        """Move (and/or cast) the parameters in place; returns the model."""
+        device = device or self.device
+        self.dtype = backend.check_dtype(dtype or self.dtype)
+        self.params = {k: backend.to_device(v, device, self.dtype) for k, v in self.params.items()}
+        if device != self.device:
+            self.device = device
+            self.rng = backend.device_rng(device, self.seed)
+        return self
+
+    def block_params(self, i, source=None):
+        """Block i's parameters (or gradients, from `source`) under the block's short names."""
+        source = self.params if source is None else source
+        return {name: source[f"h.{i}.{name}"] for name in BLOCK_PARAM_SHAPES}
+
+    # ---- input checks ------------------------------------------------------------------
+
+    def _prepare_ids(self, ids):
+        xp = backend.module_for(self.device)
+        ids = backend.to_device(ids, self.device)
+        if ids.ndim != 2:
+            raise ValueError(f"ids must have shape (B, T), got {tuple(ids.shape)}")
+        if ids.dtype.kind not in "iu":
+            raise ValueError(f"ids must be integers, got dtype {ids.dtype}")
+        T = ids.shape[1]
+        if not 1 <= T <= self.cfg.n_ctx:
+            raise ValueError(f"sequence length {T} is outside 1..n_ctx={self.cfg.n_ctx}")
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= self.cfg.vocab_size:
+            bad = low if low < 0 else high
+            raise ValueError(f"token id {bad} is outside 0..{self.cfg.vocab_size - 1} (vocab_size)")
+        return ids.astype(xp.int64, copy=False)
+
+    def _dropout_rates(self, train):
+        if not train:
+            return 0.0, 0.0, 0.0
+        return self.cfg.embd_pdrop, self.cfg.attn_pdrop, self.cfg.resid_pdrop
+
+    # ---- the body: embeddings and blocks -----------------------------------------------
+
+    def body_forward(self, ids, train=False, rng=None):
+        """ids (B, T) -> final hidden states h (B, T, C) and the cache for body_backward."""
+        embd_p, attn_p, resid_p = self._dropout_rates(train)
+        rng = rng if rng is not None else self.rng
+        p = self.params
+        x, embedding = embedding_forward(ids, p["tokens_embed.weight"], p["positions_embed.weight"])
+        x, embd_dropout = dropout_forward(x, embd_p, rng)  # (B, T, C)
+        blocks = []
+        for i in range(self.cfg.n_layer):
+            x, cache = block_forward(
+                x, self.block_params(i), self.cfg.n_head, self.cfg.layer_norm_epsilon,
+                attn_p, resid_p, rng,
+            )
+            blocks.append(cache)
+        return x, BodyCache(embedding, embd_dropout, blocks)
+
+    def body_backward(self, dh, cache):
+        """dh (B, T, C) -> gradients of every parameter, as a dict with the params' keys."""
+        grads = {}
+        for i in reversed(range(self.cfg.n_layer)):
+            dh, block_grads = block_backward(dh, cache.blocks[i])
+            grads.update({f"h.{i}.{name}": g for name, g in block_grads.items()})
+        # forward: x = dropout(wte[ids] + wpe[:T])
+        dh = dropout_backward(dh, cache.embd_dropout)
+        grads["tokens_embed.weight"], grads["positions_embed.weight"] = embedding_backward(
+            dh, cache.embedding
+        )
+        return {name: grads[name] for name in self.params}  # HF order
+
+    # ---- the language model: L1 --------------------------------------------------------
+
+    def forward(self, ids, train=False, rng=None):
+        """Next-token logits (B, T, V) for every position; dropout only when train=True."""
+        ids = self._prepare_ids(ids)
+        h, _ = self.body_forward(ids, train, rng)
+        return h @ self.params["tokens_embed.weight"].T  # (B, T, V), the tied head
+
+    def lm_loss_and_grads(self, ids, mask=None, train=False, rng=None):
+        """L1 on ids (B, T): predict ids[:, 1:] from positions 0..T-2; returns (loss, grads).
+
+        The loss is the mean cross-entropy over predicted positions whose target is unmasked
+        (`mask` (B, T) aligned with ids, 1 = counts; mask[:, 0] is never a target), the
+        convention of HuggingFace's shifted labels and of the original fine-tuning code.
+        """
+        ids = self._prepare_ids(ids)
+        if ids.shape[1] < 2:
+            raise ValueError("the LM loss needs sequences of at least 2 tokens (input + target)")
+        target_mask = None
+        if mask is not None:
+            mask = backend.to_device(mask, self.device)
+            if mask.shape != ids.shape:
+                raise ValueError(f"mask shape {tuple(mask.shape)} must equal ids shape {ids.shape}")
+            target_mask = mask[:, 1:]
+        wte = self.params["tokens_embed.weight"]  # (V, C)
+        h, body = self.body_forward(ids, train, rng)  # (B, T, C)
+        h_in = h[:, :-1]  # (B, T-1, C): the last position has nothing to predict
+        logits = h_in @ wte.T  # (B, T-1, V)
+        loss, ce = cross_entropy_forward(logits, ids[:, 1:], target_mask)
+        dlogits = cross_entropy_backward(1.0, ce)  # (B, T-1, V), seeded with dL/dL = 1
+        # forward: logits = h_in @ wte^T
+        dh = backend.module_for(self.device).zeros_like(h)  # (B, T, C)
+        dh[:, :-1] = dlogits @ wte
+        grads = self.body_backward(dh, body)
+        C = h.shape[-1]
+        V = wte.shape[0]
+        # the tied head's share of the embedding gradient: (V, N) @ (N, C)
+        grads["tokens_embed.weight"] += dlogits.reshape(-1, V).T @ h_in.reshape(-1, C)
+        return float(loss), grads
+
+    # ---- files -------------------------------------------------------------------------
+
+    def save_pretrained(self, path):
+        """Write a HuggingFace openai-gpt directory (config.json + model.safetensors)."""
+        from .pretrained import save_pretrained
+
+        save_pretrained(self, path)
