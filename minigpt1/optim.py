@@ -1,0 +1,105 @@
+"""AdamW with decoupled weight decay, GPT-1's learning-rate schedules, and gradient clipping.
+
+AdamW (Loshchilov & Hutter, the "modified L2" of the GPT-1 paper), for each parameter p with
+gradient g at step t = 1, 2, ...:
+
+    m = b1 m + (1 - b1) g                 v = b2 v + (1 - b2) g^2        (moments start at 0)
+    p = p - lr wd p                       decay: matrices only, never biases or LayerNorm gains
+    p = p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+
+This is PyTorch's `torch.optim.AdamW`. The original code scales the decay term by the same
+bias-correction factor as the Adam step (it applies `lr * sqrt(1-b2^t)/(1-b1^t)` to both);
+the two agree once t is in the hundreds and differ only during the first updates.
+"""
+
+import math
+
+from .backend import device_of, to_device, xp_of
+
+
+def decays(param):
+    """GPT-1 decays every matrix (ndim >= 2: embeddings, all weights) and no vector."""
+    return param.ndim >= 2
+
+
+class AdamW:
+    """Updates a dict of parameter arrays in place. Its state is a flat dict of arrays."""
+
+    def __init__(self, params, lr=2.5e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        self.params = params
+        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
+        self.t = 0
+        self.m = {name: xp_of(p).zeros_like(p) for name, p in params.items()}
+        self.v = {name: xp_of(p).zeros_like(p) for name, p in params.items()}
+
+    def step(self, grads, lr=None):
+        """One update of every parameter from `grads` (same keys); `lr` overrides self.lr."""
+        lr = self.lr if lr is None else lr
+        b1, b2 = self.betas
+        self.t += 1
+        bias1 = 1.0 - b1**self.t  # corrects m's start at zero
+        bias2 = 1.0 - b2**self.t  # corrects v's start at zero
+        for name, p in self.params.items():
+            g, m, v = grads[name], self.m[name], self.v[name]
+            xp = xp_of(p)
+            m *= b1
+            m += (1.0 - b1) * g
+            v *= b2
+            v += (1.0 - b2) * (g * g)
+            if self.weight_decay and decays(p):
+                p *= 1.0 - lr * self.weight_decay
+            denom = xp.sqrt(v / bias2)
+            denom += self.eps
+            p -= (lr / bias1) * m / denom
+
+    def state_dict(self):
+        """{'step': t, 'm.<name>': array, 'v.<name>': array}: ready for np.savez (not copies)."""
+        state = {"step": self.t}
+        state.update({f"m.{name}": m for name, m in self.m.items()})
+        state.update({f"v.{name}": v for name, v in self.v.items()})
+        return state
+
+    def load_state_dict(self, state):
+        self.t = int(state["step"])
+        for name, p in self.params.items():
+            for moments, key in ((self.m, f"m.{name}"), (self.v, f"v.{name}")):
+                if key not in state or tuple(state[key].shape) != p.shape:
+                    raise ValueError(f"optimizer state: {key} missing or not of shape {p.shape}")
+                # a copy: the optimizer updates its moments in place
+                moments[name] = to_device(state[key], device_of(p), p.dtype).copy()
+
+
+def warmup_cosine(step, max_lr, warmup_steps, total_steps, min_lr=0.0):
+    """GPT-1's pre-training schedule: linear from 0 over warm-up, then cosine down to min_lr.
+
+    step 0 -> 0 (the first update has lr 0, as in the original); step == warmup_steps -> max_lr;
+    step >= total_steps -> min_lr.
+    """
+    if step < warmup_steps:
+        return max_lr * step / warmup_steps
+    if step >= total_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)  # 0 -> 1
+    return min_lr + 0.5 * (max_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_linear(step, max_lr, warmup_steps, total_steps):
+    """GPT-1's fine-tuning schedule: linear from 0 over warm-up, then linear down to 0."""
+    if step < warmup_steps:
+        return max_lr * step / warmup_steps
+    if step >= total_steps:
+        return 0.0
+    return max_lr * (total_steps - step) / max(1, total_steps - warmup_steps)
+
+
+def clip_grad_norm(grads, max_norm=1.0):
+    """Scale all gradients in place so their global L2 norm is at most max_norm.
+
+    Returns the norm before clipping (worth logging: spikes announce instabilities).
+    """
+    total = math.sqrt(sum(float((g * g).sum()) for g in grads.values()))
+    if total > max_norm:
+        scale = max_norm / (total + 1e-6)
+        for g in grads.values():
+            g *= scale
+    return total
