@@ -2,5 +2,13 @@
 
 from .config import PRESETS, GPTConfig
 from .model import GPT, parameter_count, parameter_shapes
+from .pretrained import from_pretrained
 
-__all__ = ["GPT", "PRESETS", "GPTConfig", "parameter_count", "parameter_shapes"]
+__all__ = [
+    "GPT",
+    "PRESETS",
+    "GPTConfig",
+    "from_pretrained",
+    "parameter_count",
+    "parameter_shapes",
+]
