@@ -38,7 +38,7 @@ def nontrivial_model(seed=0):
     """Our model with biases non-zero and LayerNorm gains away from one."""
     model = GPT(CFG, seed=seed)
     rng = np.random.default_rng(seed + 100)
-    for name, p in model.params.items():
+    for p in model.params.values():
         if p.ndim == 1:
             p += rng.normal(0, 0.2, size=p.shape).astype(np.float32)
     return model

@@ -43,7 +43,8 @@ def test_initialisation():
     model = GPT(GPTConfig.preset("tiny"), seed=1)
     w = model.params["h.0.mlp.c_fc.weight"]
     assert abs(w.std() - 0.02) < 0.001 and abs(w.mean()) < 0.001
-    assert np.all(model.params["h.0.ln_1.weight"] == 1) and np.all(model.params["h.0.ln_1.bias"] == 0)
+    assert np.all(model.params["h.0.ln_1.weight"] == 1)
+    assert np.all(model.params["h.0.ln_1.bias"] == 0)
     same = GPT(GPTConfig.preset("tiny"), seed=1, dtype="float64")
     assert np.allclose(same.params["h.0.mlp.c_fc.weight"], w, atol=1e-9)  # one draw, two dtypes
 
