@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from minigpt1 import GPT, GPTConfig, from_pretrained
+from minigpt1 import GPT, GPTConfig, backend, from_pretrained
 from minigpt1.gradcheck import rel_error
 from tests.conftest import require
 
@@ -34,13 +34,13 @@ def hf(torch):
     return require("transformers")
 
 
-def nontrivial_model(seed=0):
+def nontrivial_model(seed=0, device="cpu"):
     """Our model with biases non-zero and LayerNorm gains away from one."""
-    model = GPT(CFG, seed=seed)
+    model = GPT(CFG, seed=seed, device=device)
     rng = np.random.default_rng(seed + 100)
     for p in model.params.values():
         if p.ndim == 1:
-            p += rng.normal(0, 0.2, size=p.shape).astype(np.float32)
+            p += backend.to_device(rng.normal(0, 0.2, size=p.shape), device, "float32")
     return model
 
 
@@ -51,7 +51,10 @@ def hf_model(hf, torch, model):
         n_layer=CFG.n_layer, n_head=CFG.n_head, afn="gelu",
     )  # fmt: skip
     theirs = hf.OpenAIGPTLMHeadModel(config).eval()
-    state = {f"transformer.{k}": torch.from_numpy(v.copy()) for k, v in model.params.items()}
+    state = {
+        f"transformer.{k}": torch.from_numpy(backend.to_numpy(v).copy())
+        for k, v in model.params.items()
+    }
     missing, unexpected = theirs.load_state_dict(state, strict=False)
     assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
     assert theirs.lm_head.weight is theirs.transformer.tokens_embed.weight  # tied
@@ -71,8 +74,8 @@ def compare(ours, theirs, tol):
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_logits_loss_and_gradients_match_pytorch(torch, hf, masked):
-    model = nontrivial_model()
+def test_logits_loss_and_gradients_match_pytorch(torch, hf, masked, device):
+    model = nontrivial_model(device=device)
     theirs = hf_model(hf, torch, model)
     ids = batch()
     mask = np.ones_like(ids)
@@ -83,7 +86,7 @@ def test_logits_loss_and_gradients_match_pytorch(torch, hf, masked):
 
     out = theirs(input_ids=torch.from_numpy(ids), labels=labels)
     out.loss.backward()
-    logits = model.forward(ids)
+    logits = backend.to_numpy(model.forward(ids))
     loss, grads = model.lm_loss_and_grads(ids, mask)
 
     max_abs = np.abs(logits - out.logits.detach().numpy()).max()
