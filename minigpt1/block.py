@@ -55,10 +55,13 @@ class BlockCache(NamedTuple):
     ln_2: object
 
 
-def block_forward(x, p, n_head, eps=1e-5, attn_pdrop=0.0, resid_pdrop=0.0, rng=None):
-    """x: (B, T, C) -> h: (B, T, C). Dropout rates of 0 (evaluation) make it deterministic."""
+def block_forward(x, p, n_head, eps=1e-5, attn_pdrop=0.0, resid_pdrop=0.0, rng=None, past=None):
+    """x: (B, T, C) -> h: (B, T, C). Dropout rates of 0 (evaluation) make it deterministic.
+
+    `past` (keys, values of earlier tokens) is passed to the attention, for generation.
+    """
     qkv, c_attn = linear_forward(x, p["attn.c_attn.weight"], p["attn.c_attn.bias"])  # (B, T, 3C)
-    y, attn = attention_forward(qkv, n_head, attn_pdrop, rng)  # (B, T, C)
+    y, attn = attention_forward(qkv, n_head, attn_pdrop, rng, past)  # (B, T, C)
     a, attn_proj = linear_forward(y, p["attn.c_proj.weight"], p["attn.c_proj.bias"])
     a, attn_dropout = dropout_forward(a, resid_pdrop, rng)
     n, ln_1 = layernorm_forward(x + a, p["ln_1.weight"], p["ln_1.bias"], eps)  # (B, T, C)

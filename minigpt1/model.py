@@ -118,14 +118,15 @@ class GPT:
             self.rng = backend.device_rng(device, self.seed)
         return self
 
-    def block_params(self, i, source=None):
-        """Block i's parameters (or gradients, from `source`) under the block's short names."""
-        source = self.params if source is None else source
-        return {name: source[f"h.{i}.{name}"] for name in BLOCK_PARAM_SHAPES}
+    def block_params(self, i):
+        """Block i's parameters under the block's short names (`ln_1.weight`, ...)."""
+        return {name: self.params[f"h.{i}.{name}"] for name in BLOCK_PARAM_SHAPES}
 
     # ---- input checks ------------------------------------------------------------------
 
-    def _prepare_ids(self, ids):
+    def _prepare_ids(self, ids, max_len=None):
+        """ids on the model's device as int64, after checking shape, length and range."""
+        max_len = max_len or self.cfg.n_ctx
         xp = backend.module_for(self.device)
         ids = backend.to_device(ids, self.device)
         if ids.ndim != 2:
@@ -133,8 +134,11 @@ class GPT:
         if ids.dtype.kind not in "iu":
             raise ValueError(f"ids must be integers, got dtype {ids.dtype}")
         T = ids.shape[1]
-        if not 1 <= T <= self.cfg.n_ctx:
-            raise ValueError(f"sequence length {T} is outside 1..n_ctx={self.cfg.n_ctx}")
+        if not 1 <= T <= max_len:
+            raise ValueError(
+                f"sequence length {T} is outside 1..{max_len} (n_ctx={self.cfg.n_ctx}); "
+                "cut the input into windows or drop tokens from the left"
+            )
         low, high = int(ids.min()), int(ids.max())
         if low < 0 or high >= self.cfg.vocab_size:
             bad = low if low < 0 else high
@@ -148,18 +152,23 @@ class GPT:
 
     # ---- the body: embeddings and blocks -----------------------------------------------
 
-    def body_forward(self, ids, train=False, rng=None):
-        """ids (B, T) -> final hidden states h (B, T, C) and the cache for body_backward."""
+    def body_forward(self, ids, train=False, rng=None, past=None):
+        """ids (B, T) -> final hidden states h (B, T, C) and the cache for body_backward.
+
+        `past` (one (keys, values) pair per layer, from `decode`) continues a sequence.
+        """
         embd_p, attn_p, resid_p = self._dropout_rates(train)
         rng = rng if rng is not None else self.rng
+        start = 0 if past is None else past[0][0].shape[2]  # tokens already seen
         p = self.params
-        x, embedding = embedding_forward(ids, p["tokens_embed.weight"], p["positions_embed.weight"])
+        wte, wpe = p["tokens_embed.weight"], p["positions_embed.weight"]
+        x, embedding = embedding_forward(ids, wte, wpe, start)
         x, embd_dropout = dropout_forward(x, embd_p, rng)  # (B, T, C)
         blocks = []
         for i in range(self.cfg.n_layer):
             x, cache = block_forward(
                 x, self.block_params(i), self.cfg.n_head, self.cfg.layer_norm_epsilon,
-                attn_p, resid_p, rng,
+                attn_p, resid_p, rng, None if past is None else past[i],
             )
             blocks.append(cache)
         return x, BodyCache(embedding, embd_dropout, blocks)
@@ -185,14 +194,32 @@ class GPT:
         h, _ = self.body_forward(ids, train, rng)
         return h @ self.params["tokens_embed.weight"].T  # (B, T, V), the tied head
 
+    def decode(self, ids, past=None):
+        """Logits (B, T, V) of new tokens `ids` (B, T) after the `past` ones; and the new past.
+
+        The key/value cache of generation: each layer's keys and values of every token seen
+        so far, so that one new token costs one position's work, not the whole sequence's.
+        """
+        seen = 0 if past is None else past[0][0].shape[2]
+        ids = self._prepare_ids(ids, max_len=self.cfg.n_ctx - seen)
+        h, cache = self.body_forward(ids, past=past)
+        past = [(block.attn.k, block.attn.v) for block in cache.blocks]
+        return h @ self.params["tokens_embed.weight"].T, past
+
+    def attention_maps(self, ids):
+        """Attention probabilities of every layer and head: a list of (B, nh, T, T) arrays."""
+        _, cache = self.body_forward(self._prepare_ids(ids))
+        return [block.attn.probs for block in cache.blocks]
+
     def lm_loss_and_grads(self, ids, mask=None, train=False, rng=None):
-        """L1 on ids (B, T): predict ids[:, 1:] from positions 0..T-2; returns (loss, grads).
+        """L1 on ids (B, T): predict ids[:, 1:] from ids[:, :-1]; returns (loss, grads).
 
         The loss is the mean cross-entropy over predicted positions whose target is unmasked
         (`mask` (B, T) aligned with ids, 1 = counts; mask[:, 0] is never a target), the
         convention of HuggingFace's shifted labels and of the original fine-tuning code.
+        The last token is only a target, so T may be n_ctx + 1: a window of n_ctx inputs.
         """
-        ids = self._prepare_ids(ids)
+        ids = self._prepare_ids(ids, max_len=self.cfg.n_ctx + 1)
         if ids.shape[1] < 2:
             raise ValueError("the LM loss needs sequences of at least 2 tokens (input + target)")
         target_mask = None
@@ -202,19 +229,17 @@ class GPT:
                 raise ValueError(f"mask shape {tuple(mask.shape)} must equal ids shape {ids.shape}")
             target_mask = mask[:, 1:]
         wte = self.params["tokens_embed.weight"]  # (V, C)
-        h, body = self.body_forward(ids, train, rng)  # (B, T, C)
-        h_in = h[:, :-1]  # (B, T-1, C): the last position has nothing to predict
-        logits = h_in @ wte.T  # (B, T-1, V)
+        # causal attention: h at positions 0..T-2 never sees token T-1, so leave it out
+        h, body = self.body_forward(ids[:, :-1], train, rng)  # (B, T-1, C)
+        logits = h @ wte.T  # (B, T-1, V)
         loss, ce = cross_entropy_forward(logits, ids[:, 1:], target_mask)
         dlogits = cross_entropy_backward(1.0, ce)  # (B, T-1, V), seeded with dL/dL = 1
-        # forward: logits = h_in @ wte^T
-        dh = backend.module_for(self.device).zeros_like(h)  # (B, T, C)
-        dh[:, :-1] = dlogits @ wte
+        # forward: logits = h @ wte^T
+        dh = dlogits @ wte  # (B, T-1, C)
         grads = self.body_backward(dh, body)
-        C = h.shape[-1]
-        V = wte.shape[0]
+        C, V = h.shape[-1], wte.shape[0]
         # the tied head's share of the embedding gradient: (V, N) @ (N, C)
-        grads["tokens_embed.weight"] += dlogits.reshape(-1, V).T @ h_in.reshape(-1, C)
+        grads["tokens_embed.weight"] += dlogits.reshape(-1, V).T @ h.reshape(-1, C)
         return float(loss), grads
 
     # ---- files -------------------------------------------------------------------------

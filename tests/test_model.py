@@ -129,7 +129,7 @@ def test_overfit_one_batch():
     [
         (np.array([[1, 4096]]), "token id 4096 is outside 0..4095"),
         (np.array([[-1, 2]]), "token id -1 is outside"),
-        (np.zeros((1, 129), dtype=int), "sequence length 129 is outside 1..n_ctx=128"),
+        (np.zeros((1, 129), dtype=int), r"sequence length 129 is outside 1..128 \(n_ctx=128\)"),
         (np.zeros(5, dtype=int), r"shape \(B, T\)"),
         (np.zeros((1, 4)), "must be integers"),
     ],
@@ -157,3 +157,17 @@ def test_bad_params():
     del params["h.1.ln_2.bias"]
     with pytest.raises(ValueError, match=r"missing, e.g. h.1.ln_2.bias \(128,\)"):
         GPT(cfg, params=params)
+
+
+def test_lm_loss_takes_a_window_of_n_ctx_inputs_plus_one_target():
+    cfg = GPTConfig.preset("tiny")
+    model = GPT(cfg, dtype="float64")
+    ids = batch(cfg, B=2, T=cfg.n_ctx + 1)
+    loss, _ = model.lm_loss_and_grads(ids)
+    logits = model.forward(ids[:, :-1])  # (B, n_ctx, V)
+    logp = logits - logits.max(-1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+    expected = -np.take_along_axis(logp, ids[:, 1:, None], axis=-1).mean()
+    assert abs(loss - expected) < 1e-10
+    with pytest.raises(ValueError, match="sequence length 130"):
+        model.lm_loss_and_grads(batch(cfg, T=cfg.n_ctx + 2))

@@ -11,6 +11,11 @@ All heads are computed at once by batched matmuls over (B, nh): no Python loop o
 Masked scores are -inf, so their probabilities are exactly 0 and their gradients exactly 0:
 the mask cannot leak a NaN into the backward pass (every row keeps at least its diagonal).
 
+For generation, `past` = (k, v) of the tokens already seen (B, nh, P, hs) lets new queries
+attend to them without recomputing them; the mask then lets query i (absolute position P+i)
+see keys 0..P+i. The cache's k and v include the past, ready for the next step. That path
+is for inference only: backward refuses it.
+
 Backward (dy is dL/dy, all products batched over (B, nh)):
     dprobs_d = dy_h @ v^T          dv = probs_d^T @ dy_h
     dprobs   = dropout_backward(dprobs_d)
@@ -46,20 +51,23 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(B, T, nh * hs)
 
 
-def causal_mask(T, xp):
-    """(T, T) bool, True where query t may attend to key s (s <= t)."""
-    return xp.tril(xp.ones((T, T), dtype=bool))
+def causal_mask(Tq, Tk, xp):
+    """(Tq, Tk) bool, True where query i (the last Tq of Tk positions) may see key s."""
+    return xp.tril(xp.ones((Tq, Tk), dtype=bool), k=Tk - Tq)
 
 
-def attention_forward(qkv, n_head, attn_pdrop=0.0, rng=None):
+def attention_forward(qkv, n_head, attn_pdrop=0.0, rng=None, past=None):
     xp = xp_of(qkv)
-    B, T, C3 = qkv.shape
-    C = C3 // 3
+    C = qkv.shape[-1] // 3
     q, k, v = (split_heads(qkv[..., i * C : (i + 1) * C], n_head) for i in range(3))
+    if past is not None:  # prepend the keys and values of the tokens already seen
+        k = xp.concatenate([past[0], k], axis=2)  # (B, nh, P + T, hs)
+        v = xp.concatenate([past[1], v], axis=2)
     scale = 1.0 / math.sqrt(C // n_head)
-    scores = q @ k.transpose(0, 1, 3, 2)  # (B, nh, T, T)
+    scores = q @ k.transpose(0, 1, 3, 2)  # (B, nh, T, P + T)
     scores *= scale
-    scores = xp.where(causal_mask(T, xp), scores, -xp.inf)  # -inf: exp() gives exactly 0
+    mask = causal_mask(q.shape[2], k.shape[2], xp)
+    scores = xp.where(mask, scores, -xp.inf)  # -inf: exp() gives exactly 0
     # softmax over keys, stable: subtract the row max (finite, the diagonal is never masked)
     scores -= scores.max(axis=-1, keepdims=True)
     probs = xp.exp(scores, out=scores)
@@ -72,6 +80,8 @@ def attention_forward(qkv, n_head, attn_pdrop=0.0, rng=None):
 def attention_backward(dy, cache):
     xp = xp_of(dy)
     q, k, v, probs, probs_dropped, dropout_cache = cache
+    if k.shape[2] != q.shape[2]:
+        raise ValueError("no backward pass through a key/value cache (past): it is for inference")
     n_head, hs = q.shape[1], q.shape[3]
     dy_h = split_heads(dy, n_head)  # (B, nh, T, hs)
     # forward: y_h = probs_dropped @ v

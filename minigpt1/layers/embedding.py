@@ -1,6 +1,9 @@
 """Token + position embedding (GPT-1's h0 = U We + Wp, equation 2 of the paper).
 
-    h0[b, t] = wte[ids[b, t]] + wpe[t]        ids: (B, T) ints   wte: (V, C)   wpe: (n_ctx, C)
+    h0[b, t] = wte[ids[b, t]] + wpe[start + t]     ids: (B, T) ints   wte: (V, C)   wpe: (n_ctx, C)
+
+`start` is the position of the first token: 0 for a whole sequence, the number of tokens
+already seen when a generator feeds new tokens one at a time.
 
 Backward: a row of wte is used once per occurrence of its token, so its gradient is the sum of
 dh0 over those positions (a scatter-add); row t of wpe is used once per sequence, so its
@@ -16,23 +19,24 @@ class EmbeddingCache(NamedTuple):
     ids: object  # (B, T) token ids
     vocab_size: int  # V, rows of wte
     n_positions: int  # n_ctx, rows of wpe
+    start: int  # position of ids[:, 0]
 
 
-def embedding_forward(ids, wte, wpe):
+def embedding_forward(ids, wte, wpe, start=0):
     T = ids.shape[1]
     h0 = wte[ids]  # (B, T, C) gather: one row per token
-    h0 += wpe[:T]  # (T, C) broadcast over the batch
-    return h0, EmbeddingCache(ids, wte.shape[0], wpe.shape[0])
+    h0 += wpe[start : start + T]  # (T, C) broadcast over the batch
+    return h0, EmbeddingCache(ids, wte.shape[0], wpe.shape[0], start)
 
 
 def embedding_backward(dh0, cache):
     xp = xp_of(dh0)
-    ids, vocab_size, n_positions = cache
+    ids, vocab_size, n_positions, start = cache
     B, T, C = dh0.shape
-    # forward: h0 = wte[ids] + wpe[:T]
+    # forward: h0 = wte[ids] + wpe[start : start + T]
     dwte = xp.zeros((vocab_size, C), dtype=dh0.dtype)
     # add.at, not dwte[ids] += dh0: a token repeated in the batch must add up, not overwrite
     xp.add.at(dwte, ids.reshape(-1), dh0.reshape(-1, C))
     dwpe = xp.zeros((n_positions, C), dtype=dh0.dtype)
-    dwpe[:T] = dh0.sum(axis=0)  # (T, C)
+    dwpe[start : start + T] = dh0.sum(axis=0)  # (T, C)
     return dwte, dwpe
