@@ -171,3 +171,12 @@ def test_lm_loss_takes_a_window_of_n_ctx_inputs_plus_one_target():
     assert abs(loss - expected) < 1e-10
     with pytest.raises(ValueError, match="sequence length 130"):
         model.lm_loss_and_grads(batch(cfg, T=cfg.n_ctx + 2))
+
+
+def test_attention_maps_are_causal_distributions():
+    cfg = GPTConfig.preset("tiny")
+    maps = GPT(cfg).attention_maps(batch(cfg, B=1, T=10))
+    assert len(maps) == cfg.n_layer and maps[0].shape == (1, cfg.n_head, 10, 10)
+    for probs in maps:
+        assert np.allclose(probs.sum(-1), 1.0, atol=1e-5)
+        assert np.all(np.triu(probs[0, 0], k=1) == 0)  # nothing from the future
