@@ -211,6 +211,11 @@ class GPT:
         _, cache = self.body_forward(self._prepare_ids(ids))
         return [block.attn.probs for block in cache.blocks]
 
+    def lm_loss(self, ids, mask=None):
+        """L1 without gradients (evaluation): the same number lm_loss_and_grads returns."""
+        loss, _, _, _ = self._lm_forward(ids, mask, train=False, rng=None)
+        return float(loss)
+
     def lm_loss_and_grads(self, ids, mask=None, train=False, rng=None):
         """L1 on ids (B, T): predict ids[:, 1:] from ids[:, :-1]; returns (loss, grads).
 
@@ -219,6 +224,19 @@ class GPT:
         convention of HuggingFace's shifted labels and of the original fine-tuning code.
         The last token is only a target, so T may be n_ctx + 1: a window of n_ctx inputs.
         """
+        loss, ce, h, body = self._lm_forward(ids, mask, train, rng)
+        wte = self.params["tokens_embed.weight"]  # (V, C)
+        dlogits = cross_entropy_backward(1.0, ce)  # (B, T-1, V), seeded with dL/dL = 1
+        # forward: logits = h @ wte^T
+        dh = dlogits @ wte  # (B, T-1, C)
+        grads = self.body_backward(dh, body)
+        C, V = h.shape[-1], wte.shape[0]
+        # the tied head's share of the embedding gradient: (V, N) @ (N, C)
+        grads["tokens_embed.weight"] += dlogits.reshape(-1, V).T @ h.reshape(-1, C)
+        return float(loss), grads
+
+    def _lm_forward(self, ids, mask, train, rng):
+        """L1's forward pass: (loss, cross-entropy cache, h (B, T-1, C), body cache)."""
         ids = self._prepare_ids(ids, max_len=self.cfg.n_ctx + 1)
         if ids.shape[1] < 2:
             raise ValueError("the LM loss needs sequences of at least 2 tokens (input + target)")
@@ -228,19 +246,11 @@ class GPT:
             if mask.shape != ids.shape:
                 raise ValueError(f"mask shape {tuple(mask.shape)} must equal ids shape {ids.shape}")
             target_mask = mask[:, 1:]
-        wte = self.params["tokens_embed.weight"]  # (V, C)
         # causal attention: h at positions 0..T-2 never sees token T-1, so leave it out
         h, body = self.body_forward(ids[:, :-1], train, rng)  # (B, T-1, C)
-        logits = h @ wte.T  # (B, T-1, V)
+        logits = h @ self.params["tokens_embed.weight"].T  # (B, T-1, V)
         loss, ce = cross_entropy_forward(logits, ids[:, 1:], target_mask)
-        dlogits = cross_entropy_backward(1.0, ce)  # (B, T-1, V), seeded with dL/dL = 1
-        # forward: logits = h @ wte^T
-        dh = dlogits @ wte  # (B, T-1, C)
-        grads = self.body_backward(dh, body)
-        C, V = h.shape[-1], wte.shape[0]
-        # the tied head's share of the embedding gradient: (V, N) @ (N, C)
-        grads["tokens_embed.weight"] += dlogits.reshape(-1, V).T @ h.reshape(-1, C)
-        return float(loss), grads
+        return loss, ce, h, body
 
     # ---- files -------------------------------------------------------------------------
 

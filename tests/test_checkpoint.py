@@ -1,0 +1,72 @@
+"""Checkpoints: round trip, last and best, pruning, and a writer killed mid-save."""
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from minigpt1.checkpoint import load_checkpoint, read_index, save_checkpoint
+
+
+def arrays(step):
+    return {"w": np.full((3, 4), float(step), dtype=np.float32), "b": np.arange(4.0) + step}
+
+
+def test_round_trip_last_and_best(tmp_path):
+    save_checkpoint(tmp_path, 10, arrays(10), {"step": np.array(10)}, {"note": "a"}, val_loss=2.0)
+    save_checkpoint(tmp_path, 20, arrays(20), {"step": np.array(20)}, {"note": "b"}, val_loss=2.5)
+    last, best = load_checkpoint(tmp_path), load_checkpoint(tmp_path, "best")
+    assert last.step == 20 and best.step == 10  # 2.5 is worse than 2.0
+    assert np.array_equal(last.params["w"], arrays(20)["w"])
+    assert last.params["w"].dtype == np.float32
+    assert last.state["note"] == "b" and int(last.optimizer["step"]) == 20
+    save_checkpoint(tmp_path, 30, arrays(30), {"step": np.array(30)}, {}, val_loss=1.0)
+    folders = sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir())
+    assert folders == ["step-0000030"]  # last == best; the others were pruned
+    assert read_index(tmp_path)["best_val_loss"] == 1.0
+
+
+def test_missing_and_foreign_checkpoints(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+        load_checkpoint(tmp_path)
+    save_checkpoint(tmp_path, 1, arrays(1), {"step": np.array(1)}, {})
+    with pytest.raises(ValueError, match="no 'best' checkpoint"):
+        load_checkpoint(tmp_path, "best")
+    index = tmp_path / "checkpoints" / "index.json"
+    index.write_text(json.dumps({**json.loads(index.read_text()), "format_version": 99}))
+    with pytest.raises(ValueError, match="format version 99"):
+        load_checkpoint(tmp_path)
+
+
+WRITER = textwrap.dedent("""
+    import sys, numpy as np
+    from minigpt1.checkpoint import save_checkpoint
+    step = 0
+    while True:
+        step += 1
+        params = {f"w{i}": np.full((256, 1024), float(step), dtype=np.float32) for i in range(8)}
+        optimizer = {"step": np.array(step)}
+        save_checkpoint(sys.argv[1], step, params, optimizer, {}, val_loss=1.0 / step)
+        print(step, flush=True)
+""")
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3, 0.7])
+def test_killed_writer_leaves_a_loadable_checkpoint(tmp_path, delay):
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE,
+                            text=True)
+    first = proc.stdout.readline()  # wait for one complete checkpoint
+    assert first.strip() == "1"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up: mid-write, most likely
+    proc.wait()
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt.step >= 1
+    for value in ckpt.params.values():  # complete, and every array from the same step
+        assert value.shape == (256, 1024) and np.all(value == ckpt.step)
+    assert load_checkpoint(tmp_path, "best").step == ckpt.step
