@@ -1,0 +1,222 @@
+"""From a folder of texts to the windows a language model trains on.
+
+    folder of .txt --load_text_dir--> [Document] --split_documents--> train texts, val texts
+    texts --encode_texts (cached .npy)--> ids (N,) uint16 --random_windows--> (B, L) int64
+                                                          --eval_windows---> (n, L) int64
+
+Documents are joined with no separator token: a document boundary is simply where one
+text's ids end and the next one's begin. A window that straddles a boundary therefore asks
+the model to continue one play with the start of another, which happens in a small fraction
+of windows and costs less than teaching the model a token that never occurs in real text.
+
+A corpus folder may have a metadata.csv beside its texts (or one level up, the layout that
+shakespeare.py writes) with the columns of METADATA_COLUMNS; only slug and kind are read.
+"""
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from minigpt1.fileio import atomic_path
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample" / "texts"
+METADATA_COLUMNS = ("slug", "title", "kind", "chars", "file")
+CACHE_FORMAT = "minigpt1-ids-1"  # part of every cache key: changing it retires old caches
+PROGRESS_CHARS = 1_000_000  # show a progress bar when encoding more text than this
+
+
+@dataclass(frozen=True)
+class Document:
+    name: str  # the file name without .txt: the work's slug
+    text: str
+    kind: str | None = None  # comedy / history / tragedy / poem, when metadata.csv says
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_text_dir(path) -> list[Document]:
+    """Every *.txt directly in `path`, sorted by name, as Documents (kinds from metadata.csv)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"text folder not found: {folder} (give a folder of .txt files)")
+    files = sorted(p for p in folder.glob("*.txt") if p.is_file())
+    if not files:
+        raise ValueError(f"{folder} holds no .txt files: put one UTF-8 text file per work there")
+    kinds = read_kinds(folder)
+    return [Document(f.stem, read_text(f), kinds.get(f.stem)) for f in files]
+
+
+def read_text(file: Path) -> str:
+    """A file's text, refusing what would silently spoil training: bad bytes, or no text."""
+    data = file.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{file} is not UTF-8: the byte at offset {err.start} (0x{data[err.start]:02x}) "
+            "cannot be decoded; re-save the file as UTF-8"
+        ) from err
+    if not text.strip():
+        raise ValueError(f"{file} is empty: remove it or give it some text")
+    return text
+
+
+def read_kinds(folder: Path) -> dict[str, str]:
+    """{slug: kind} from the metadata.csv beside the texts or one folder up; {} when none."""
+    for csv_path in (folder / "metadata.csv", folder.parent / "metadata.csv"):
+        if csv_path.is_file():
+            with open(csv_path, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                if not {"slug", "kind"} <= set(reader.fieldnames or ()):
+                    raise ValueError(
+                        f"{csv_path} needs the columns {','.join(METADATA_COLUMNS)}; "
+                        "fix its header line or remove the file"
+                    )
+                return {row["slug"]: row["kind"] for row in reader if row["kind"]}
+    return {}
+
+
+def write_metadata(csv_path, rows) -> None:
+    """Write one row per work (dicts keyed by METADATA_COLUMNS), atomically."""
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=METADATA_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Train / validation split
+
+
+def split_documents(docs, val_fraction=0.1) -> tuple[list[str], list[str]]:
+    """The last `val_fraction` of every work is validation text; the rest is training text.
+
+    Cutting every work, rather than holding out whole works, keeps every kind of text (and
+    every play's cast of characters) on both sides, so validation loss measures how well the
+    model continues text like the one it learned from. The cut moves forward to the start of
+    the next line, so validation never opens mid-word.
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must lie between 0 and 1, got {val_fraction}")
+    if not docs:
+        raise ValueError("no documents to split")
+    cuts = [val_start(doc.text, val_fraction) for doc in docs]
+    train = [doc.text[:cut] for doc, cut in zip(docs, cuts, strict=True)]
+    val = [doc.text[cut:] for doc, cut in zip(docs, cuts, strict=True)]
+    if not any(val):
+        raise ValueError("every document is too short to give any validation text")
+    return train, val
+
+
+def val_start(text: str, val_fraction: float) -> int:
+    """Index where validation text begins: just after the first newline at or past the mark.
+
+    When no newline follows the mark (or only the final one does, which would leave nothing),
+    the cut falls exactly on the mark instead.
+    """
+    mark = int(len(text) * (1 - val_fraction))
+    newline = text.find("\n", mark)
+    if newline == -1 or newline + 1 >= len(text):
+        return mark
+    return newline + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Token ids and their cache
+
+
+def encode_texts(texts, tokenizer, cache_path=None) -> np.ndarray:
+    """Encode each text and concatenate the ids: (N,) uint16, or uint32 for vocabularies
+    above 65,536 tokens. Half or a quarter of int64's memory, for the whole corpus.
+
+    `tokenizer` needs only `encode(str) -> list[int]` and `vocab_size`. With `cache_path`
+    (name it with cache_file, so it changes whenever text or tokenizer does) the ids are
+    loaded from it when it exists, and otherwise computed and saved there.
+    """
+    if cache_path is not None and Path(cache_path).is_file():
+        return np.load(cache_path, allow_pickle=False)
+    dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.uint32
+    total = sum(len(text) for text in texts)
+    parts = []
+    with tqdm(total=total, unit="char", unit_scale=True, desc="encoding",
+              disable=total < PROGRESS_CHARS) as bar:
+        for text in texts:
+            parts.append(np.asarray(tokenizer.encode(text), dtype=dtype))  # (n_i,)
+            bar.update(len(text))
+    ids = np.concatenate(parts) if parts else np.zeros(0, dtype)  # (N,) N = sum of n_i
+    if cache_path is not None:
+        with atomic_path(cache_path) as tmp, open(tmp, "wb") as f:
+            np.save(f, ids)
+    return ids
+
+
+def cache_key(texts, tokenizer_fingerprint: str) -> str:
+    """16 hex digits of sha256 over the cache format, the tokenizer's fingerprint and the texts.
+
+    Each text is hashed with its length in front, so ["ab", "c"] and ["a", "bc"] (which
+    encode differently) get different keys. The caller computes the fingerprint from the
+    tokenizer's files; any change to them or to a single character of text gives a new key.
+    """
+    digest = hashlib.sha256(f"{CACHE_FORMAT}\0{tokenizer_fingerprint}\0".encode())
+    for text in texts:
+        data = text.encode("utf-8")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()[:16]
+
+
+def cache_file(cache_dir, name, texts, tokenizer_fingerprint) -> Path:
+    """`<cache_dir>/<name>-<key>.npy`: a stale cache has another name and is never read."""
+    return Path(cache_dir) / f"{name}-{cache_key(texts, tokenizer_fingerprint)}.npy"
+
+
+def chars_and_bytes(texts) -> tuple[int, int]:
+    """(characters, UTF-8 bytes) in `texts`, to turn a loss per token into bits per character
+    or per byte, numbers that compare across tokenizers."""
+    return sum(len(t) for t in texts), sum(len(t.encode("utf-8")) for t in texts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows
+
+
+def random_windows(ids, batch_size, length, rng) -> np.ndarray:
+    """`batch_size` contiguous windows of `length` ids at random offsets: (B, L) int64.
+
+    In training length = n_ctx + 1: the model reads windows[:, :-1] and predicts
+    windows[:, 1:]. `rng` is a numpy Generator, so a seed fixes every batch.
+    """
+    check_fits(ids, length)
+    starts = rng.integers(0, len(ids) - length + 1, size=batch_size)  # (B,)
+    return ids[starts[:, None] + np.arange(length)].astype(np.int64)  # (B, L)
+
+
+def eval_windows(ids, length, max_windows=None) -> np.ndarray:
+    """Consecutive non-overlapping windows over `ids`, the last partial one dropped: (n, L).
+
+    With `max_windows`, at most that many, evenly spaced through the ids, so a quick
+    evaluation still samples the whole validation text instead of only its beginning.
+    """
+    check_fits(ids, length)
+    n = len(ids) // length
+    windows = ids[: n * length].reshape(n, length)  # (n, L)
+    if max_windows is not None:
+        if max_windows < 1:
+            raise ValueError(f"max_windows must be at least 1, got {max_windows}")
+        if max_windows < n:
+            windows = windows[np.arange(max_windows) * n // max_windows]  # (max_windows, L)
+    return windows.astype(np.int64)
+
+
+def check_fits(ids, length) -> None:
+    if len(ids) < length:
+        raise ValueError(
+            f"only {len(ids)} tokens, but one window needs {length}: "
+            "use more text or a shorter context (n_ctx)"
+        )
