@@ -1,0 +1,190 @@
+"""Tokenizer files on disk: HuggingFace's vocab.json and merges.txt, plus our own small JSON.
+
+    vocab.json          {"token": id, ...}; the ids run from 0 to vocab_size - 1, each once
+    merges.txt          "#version: 0.2", then one merge per line, "left right", in merge order
+    minigpt1_bpe.json   {"format": "minigpt1-bpe", "version": 1, "mode": "gpt1",
+                         "special_tokens": {"_start_": 40478, ...}}
+
+The first two are exactly the files of HuggingFace's openai-gpt (and GPT-2), so transformers
+reads ours and we read theirs. merges.txt separates tokens with a space and merges with a
+newline, so a token must contain neither. Ours never do: in gpt1 mode whitespace never reaches
+a word, and in bytes mode every byte is written as one printable character, with GPT-2's
+byte-to-unicode table (space is written "Ġ", newline "Ċ").
+
+Every file is first written under a temporary name in the same directory and then renamed over
+the old one, so an interrupted save leaves each file either old or new, never half-written.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .fileio import write_json_atomic, write_text_atomic
+from .text import read_text
+
+FORMAT = "minigpt1-bpe"
+VERSION = 1
+META_FILE = "minigpt1_bpe.json"
+VOCAB_FILE = "vocab.json"
+MERGES_FILE = "merges.txt"
+MERGES_HEADER = "#version: 0.2"
+MODES = ("gpt1", "bytes")
+
+
+class TokenizerFileError(ValueError):
+    """A tokenizer directory that cannot be read; the message names the file and the fix."""
+
+
+def _bytes_to_unicode() -> list[str]:
+    """GPT-2's table: byte b is written as the character BYTE_CHARS[b].
+
+    Printable Latin-1 bytes stand for themselves; the other 68 (controls, space, ...) are moved
+    to the code points from 256 up, in byte order, so that none of them is whitespace.
+
+    >>> _bytes_to_unicode()[ord("a")], _bytes_to_unicode()[ord(" ")], _bytes_to_unicode()[10]
+    ('a', 'Ġ', 'Ċ')
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    chars, moved = [], 0
+    for b in range(256):
+        if b in printable:
+            chars.append(chr(b))
+        else:
+            chars.append(chr(256 + moved))
+            moved += 1
+    return chars
+
+
+BYTE_CHARS = _bytes_to_unicode()
+CHAR_BYTES = {c: b for b, c in enumerate(BYTE_CHARS)}
+
+
+@dataclass
+class TokenizerFiles:
+    """What a tokenizer directory holds, checked for consistency."""
+
+    mode: str
+    vocab: dict[str, int]  # token -> id, special tokens included
+    merges: list[tuple[str, str]]  # in merge order
+    special_tokens: dict[str, int]  # name -> id
+
+
+def save_files(directory, files: TokenizerFiles) -> None:
+    """Write vocab.json, merges.txt and minigpt1_bpe.json into `directory` (created if needed)."""
+    directory = Path(directory)
+    by_id = dict(sorted(files.vocab.items(), key=lambda item: item[1]))
+    meta = {"format": FORMAT, "version": VERSION, "mode": files.mode,
+            "special_tokens": files.special_tokens}
+    # Our JSON goes last, so an interrupted first save leaves a directory that won't load.
+    vocab = json.dumps(by_id, ensure_ascii=False, indent=0)
+    write_text_atomic(directory / VOCAB_FILE, vocab + "\n")
+    merges = "".join(f"{a} {b}\n" for a, b in files.merges)
+    write_text_atomic(directory / MERGES_FILE, f"{MERGES_HEADER}\n{merges}")
+    write_json_atomic(directory / META_FILE, meta)
+
+
+def load_files(directory, mode: str | None = None) -> TokenizerFiles:
+    """Read and check a tokenizer directory written by save_files or by HuggingFace.
+
+    HuggingFace directories have no minigpt1_bpe.json; `mode` then says how to read them
+    ("gpt1" for openai-gpt). Every problem raises TokenizerFileError naming file and line.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise TokenizerFileError(f"{directory}: no such tokenizer directory")
+    for name in (VOCAB_FILE, MERGES_FILE):
+        if not (directory / name).is_file():
+            raise TokenizerFileError(
+                f"{directory}: missing {name}; a tokenizer directory holds {VOCAB_FILE}, "
+                f"{MERGES_FILE} and {META_FILE}, as written by BPETokenizer.save"
+            )
+    meta_path = directory / META_FILE
+    if meta_path.is_file():
+        meta = _read_meta(meta_path)
+        if mode is not None and mode != meta["mode"]:
+            raise TokenizerFileError(f"{meta_path}: mode is {meta['mode']!r}, not {mode!r}")
+        mode, specials = meta["mode"], meta["special_tokens"]
+    elif mode is None:
+        raise TokenizerFileError(
+            f"{directory}: no {META_FILE}, so the mode is unknown; for HuggingFace "
+            "openai-gpt files use BPETokenizer.load(directory, mode='gpt1') (--mode gpt1)"
+        )
+    else:
+        specials = {}
+    vocab = _read_vocab(directory / VOCAB_FILE)
+    merges = _read_merges(directory / MERGES_FILE, vocab)
+    for name, i in specials.items():
+        if vocab.get(name) != i:
+            raise TokenizerFileError(
+                f"{meta_path}: special token {name!r} has id {i} there but "
+                f"{vocab.get(name)} in {VOCAB_FILE}; the files come from different saves"
+            )
+    needed = ["<unk>"] if mode == "gpt1" else BYTE_CHARS
+    missing = [t for t in needed if t not in vocab]
+    if missing:
+        raise TokenizerFileError(
+            f"{directory / VOCAB_FILE}: a {mode}-mode vocabulary needs {missing[0]!r} "
+            f"({len(missing)} base token(s) missing); is this the right mode?"
+        )
+    return TokenizerFiles(mode, vocab, merges, specials)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as err:
+        raise TokenizerFileError(
+            f"{path} line {err.lineno} column {err.colno}: not valid JSON ({err.msg})"
+        ) from None
+
+
+def _read_meta(path: Path) -> dict:
+    meta = _read_json(path)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise TokenizerFileError(f"{path}: not a minigpt1 tokenizer file (no format {FORMAT!r})")
+    if meta.get("version") != VERSION:
+        raise TokenizerFileError(
+            f"{path}: format version {meta.get('version')!r}, but this minigpt1 reads version "
+            f"{VERSION}; install the minigpt1 that wrote it, or train and save the tokenizer again"
+        )
+    if meta.get("mode") not in MODES:
+        raise TokenizerFileError(f"{path}: mode must be one of {MODES}, not {meta.get('mode')!r}")
+    specials = meta.get("special_tokens")
+    if not isinstance(specials, dict) or not all(type(i) is int for i in specials.values()):
+        raise TokenizerFileError(f"{path}: special_tokens must map names to integer ids")
+    return meta
+
+
+def _read_vocab(path: Path) -> dict[str, int]:
+    vocab = _read_json(path)
+    if not isinstance(vocab, dict) or not all(type(i) is int for i in vocab.values()):
+        raise TokenizerFileError(f"{path}: expected a JSON object mapping tokens to integer ids")
+    if sorted(vocab.values()) != list(range(len(vocab))):
+        raise TokenizerFileError(
+            f"{path}: the ids must be 0 to {len(vocab) - 1}, each used once "
+            "(they index the rows of the embedding matrix)"
+        )
+    return vocab
+
+
+def _read_merges(path: Path, vocab: dict[str, int]) -> list[tuple[str, str]]:
+    lines = read_text(path).split("\n")
+    if lines[-1] == "":  # the newline that ends the last line
+        lines.pop()
+    first = 1 if lines and lines[0].startswith("#version") else 0
+    merges = []
+    for number, line in enumerate(lines[first:], start=first + 1):
+        pair = tuple(line.split(" "))
+        if len(pair) != 2 or "" in pair:
+            raise TokenizerFileError(
+                f"{path} line {number}: expected two tokens separated by one space, "
+                f"got {line!r}"
+            )
+        for token in (*pair, pair[0] + pair[1]):
+            if token not in vocab:
+                raise TokenizerFileError(
+                    f"{path} line {number}: {token!r} is not in {VOCAB_FILE}; "
+                    "the two files do not belong together"
+                )
+        merges.append(pair)
+    return merges
