@@ -198,14 +198,17 @@ def random_windows(ids, batch_size, length, rng) -> np.ndarray:
 
 
 def eval_windows(ids, length, max_windows=None) -> np.ndarray:
-    """Consecutive non-overlapping windows over `ids`, the last partial one dropped: (n, L).
+    """Consecutive windows over `ids` that overlap by one token: (n, L).
 
-    With `max_windows`, at most that many, evenly spaced through the ids, so a quick
-    evaluation still samples the whole validation text instead of only its beginning.
+    Window k's last token (a target) is window k+1's first (an input), so every token but the
+    very first is predicted exactly once and the mean loss is the text's true per-token loss
+    (the tail that does not fill a window is dropped). With `max_windows`, at most that many,
+    evenly spaced, so a quick evaluation still samples the whole text, not only its start.
     """
     check_fits(ids, length)
-    n = len(ids) // length
-    windows = ids[: n * length].reshape(n, length)  # (n, L)
+    n = (len(ids) - 1) // (length - 1)
+    starts = np.arange(n) * (length - 1)  # (n,)
+    windows = ids[starts[:, None] + np.arange(length)]  # (n, L)
     if max_windows is not None:
         if max_windows < 1:
             raise ValueError(f"max_windows must be at least 1, got {max_windows}")

@@ -291,12 +291,13 @@ def test_random_windows_are_contiguous_and_seeded():
     assert exact.tolist() == [list(range(33))] * 3  # ids exactly one window long: one offset
 
 
-def test_eval_windows_tile_the_ids_and_thin_out_evenly():
+def test_eval_windows_predict_every_token_once_and_thin_out_evenly():
     windows = eval_windows(IDS, 64)
-    assert windows.shape == (15, 64) and windows.dtype == np.int64  # 1000 // 64 = 15
-    assert np.array_equal(windows.ravel(), IDS[: 15 * 64])
+    assert windows.shape == (15, 64) and windows.dtype == np.int64  # (1000 - 1) // 63 = 15
+    assert np.array_equal(windows[:, 1:].ravel(), IDS[1 : 1 + 15 * 63])  # targets: each once
+    assert np.array_equal(windows[1:, 0], windows[:-1, -1])  # one shared token per seam
     thin = eval_windows(IDS, 64, max_windows=4)
-    assert thin[:, 0].tolist() == [0, 3 * 64, 7 * 64, 11 * 64]  # windows 0, 3, 7, 11 of 15
+    assert thin[:, 0].tolist() == [0, 3 * 63, 7 * 63, 11 * 63]  # windows 0, 3, 7, 11 of 15
     assert eval_windows(IDS, 64, max_windows=100).shape == (15, 64)
 
 
