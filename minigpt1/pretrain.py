@@ -1,0 +1,152 @@
+"""The pre-training job: a folder of texts -> tokenizer -> token ids -> model -> a run folder.
+
+    RUN/
+        run.json          what the run is: model config, training config, data, tokenizer
+        tokenizer/        the BPE files (trained here unless --tokenizer was given)
+        metrics.jsonl     one JSON line per logged step (step, loss, lr, val_loss, ...)
+        checkpoints/      last and best (see checkpoint.py)
+        loss.png, lr.png  written at the end
+
+A run folder belongs to one run: starting a new run in it needs `force=True`, and resuming
+checks that the tokenizer and the architecture are the ones the run started with.
+"""
+
+import hashlib
+import math
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+from .bpe import BPETokenizer
+from .checkpoint import load_checkpoint, read_index
+from .config import GPTConfig
+from .corpus import cache_file, chars_and_bytes, encode_texts, load_text_dir, split_documents
+from .fileio import read_json, write_json_atomic
+from .model import GPT, parameter_count
+from .optim import AdamW
+from .train import TrainConfig, estimate_memory, pretrain
+
+FORMAT_VERSION = 1
+
+
+def fingerprint(directory):
+    """sha256 over the names and bytes of a folder's files: changes when the tokenizer does."""
+    h = hashlib.sha256()
+    for path in sorted(Path(directory).iterdir()):
+        if path.is_file():
+            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def prepare_run_dir(run_dir, resume, force):
+    """Check that run_dir may be used as asked; with force, clear an old run out of it."""
+    run_dir = Path(run_dir)
+    is_run = (run_dir / "run.json").exists()
+    if resume:
+        if not is_run or read_index(run_dir) is None:
+            raise FileNotFoundError(
+                f"nothing to resume in {run_dir}: no run.json and checkpoint there; "
+                "start a run with --out without --resume"
+            )
+        return run_dir
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not force:
+            what = "holds another run" if is_run else "is not empty"
+            raise FileExistsError(
+                f"{run_dir} {what}; use --resume to continue it, another --out, or --force "
+                "to delete it and start over"
+            )
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def get_tokenizer(run_dir, train_texts, tokenizer_dir=None, vocab_size=8192, mode="bytes",
+                  resume=False):
+    """The run's tokenizer: reloaded on resume, copied from tokenizer_dir, or trained here."""
+    target = Path(run_dir) / "tokenizer"
+    if resume:
+        return BPETokenizer.load(target)
+    if tokenizer_dir is not None:
+        tokenizer = BPETokenizer.load(tokenizer_dir)
+    else:
+        print(f"training a {mode} BPE tokenizer with {vocab_size:,} tokens on the training text")
+        tokenizer = BPETokenizer.train(train_texts, vocab_size, mode=mode)
+    tokenizer.save(target)
+    return tokenizer
+
+
+def check_resume(run, checkpoint, tokenizer):
+    """Refuse a checkpoint whose architecture or vocabulary differs from the run's."""
+    cfg = GPTConfig.from_dict(run["config"])
+    saved = GPTConfig.from_dict(checkpoint.state["config"])
+    if saved != cfg:
+        raise ValueError(f"checkpoint config {saved} differs from run.json's {cfg}")
+    if tokenizer.vocab_size != cfg.vocab_size:
+        raise ValueError(
+            f"the run's tokenizer has {tokenizer.vocab_size} tokens but its model expects "
+            f"{cfg.vocab_size}: the tokenizer folder was changed; restore it or start a new run"
+        )
+    return cfg
+
+
+def print_estimate(cfg, tcfg):
+    n = parameter_count(cfg)
+    memory = estimate_memory(cfg, tcfg.micro_batch_size, cfg.n_ctx)
+    parts = ", ".join(f"{k} {v / 2**20:,.0f}" for k, v in memory.items())
+    print(f"model: {cfg.n_layer} layers, C={cfg.n_embd}, {cfg.n_head} heads, n_ctx={cfg.n_ctx}, "
+          f"V={cfg.vocab_size:,}: {n:,} parameters")
+    print(f"memory estimate: {sum(memory.values()) / 2**20:,.0f} MiB ({parts} MiB)")
+    print(f"batch: {tcfg.batch_size} x {cfg.n_ctx} tokens per update, in micro-batches of "
+          f"{tcfg.micro_batch_size}")
+
+
+def run_pretraining(text_dir, run_dir, preset="small", tcfg=None, tokenizer_dir=None,
+                    vocab_size=None, bpe_mode="bytes", n_ctx=None, resume=False, force=False,
+                    device="cpu", progress=True, cache_dir=None):
+    """Pre-train (or resume) a model on the .txt files of text_dir; returns a summary dict.
+
+    Token ids are cached in cache_dir (default: text_dir/.minigpt1-cache), keyed by the texts
+    and the tokenizer, so a second run on the same data skips the encoding.
+    """
+    run_dir = prepare_run_dir(run_dir, resume, force)
+    train_texts, val_texts = split_documents(load_text_dir(text_dir))
+    preset_cfg = GPTConfig.preset(preset)
+    tokenizer = get_tokenizer(run_dir, train_texts, tokenizer_dir,
+                              vocab_size or preset_cfg.vocab_size, bpe_mode, resume)
+    key = fingerprint(run_dir / "tokenizer")
+    cache = Path(cache_dir or Path(text_dir) / ".minigpt1-cache")
+    train_ids = encode_texts(train_texts, tokenizer, cache_file(cache, "train", train_texts, key))
+    val_ids = encode_texts(val_texts, tokenizer, cache_file(cache, "val", val_texts, key))
+    if resume:
+        run = read_json(run_dir / "run.json", what="run description")
+        checkpoint = load_checkpoint(run_dir)
+        cfg = check_resume(run, checkpoint, tokenizer)
+        tcfg = TrainConfig(**run["train"])
+    else:
+        cfg = GPTConfig.preset(preset, vocab_size=tokenizer.vocab_size,
+                               n_ctx=n_ctx or preset_cfg.n_ctx)
+        tcfg = tcfg or TrainConfig()
+        write_json_atomic(run_dir / "run.json", {
+            "format_version": FORMAT_VERSION, "kind": "pretrain", "preset": preset,
+            "config": cfg.to_dict(), "train": asdict(tcfg), "text_dir": str(text_dir),
+            "bpe_mode": tokenizer.mode, "tokenizer_fingerprint": key,
+        })  # fmt: skip
+    params = checkpoint.params if resume else None
+    model = GPT(cfg, seed=tcfg.seed, device=device, params=params)
+    optimizer = AdamW(model.params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    start_step, total_steps = 0, None
+    if resume:
+        optimizer.load_state_dict(checkpoint.optimizer)
+        start_step, total_steps = checkpoint.step, checkpoint.state["total_steps"]
+        print(f"resuming {run_dir} at step {start_step} of {total_steps}")
+    print_estimate(cfg, tcfg)
+    print(f"data: {len(train_ids):,} training and {len(val_ids):,} validation tokens "
+          f"({tokenizer.mode} BPE, {tokenizer.vocab_size:,} tokens)")
+    unit = "byte" if tokenizer.mode == "bytes" else "char"
+    chars, nbytes = chars_and_bytes(val_texts)
+    val_units_per_token = len(val_ids) / (nbytes if unit == "byte" else chars)
+    result = pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step,
+                      total_steps, val_units_per_token, unit, progress)
+    result[f"val_bits_per_{unit}"] = result["val_loss"] * val_units_per_token / math.log(2)
+    return {"run_dir": run_dir, "model": model, "tokenizer": tokenizer, **result}

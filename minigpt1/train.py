@@ -1,0 +1,221 @@
+"""The pre-training loop: batches -> L1 and gradients -> clip -> AdamW, with evaluation,
+metrics, checkpoints, a progress bar, a divergence guard and a clean Ctrl-C.
+
+Everything random in a step is drawn from generators seeded by (seed, step), never from
+state carried over from the previous step. So a run resumed from the checkpoint of step s
+draws exactly the batches and dropout masks the uninterrupted run drew at step s + 1, and
+its metrics are bit-identical (the test suite checks this).
+"""
+
+import json
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import backend
+from .checkpoint import save_checkpoint
+from .corpus import eval_windows, random_windows
+from .fileio import write_text_atomic
+from .model import parameter_count
+from .optim import clip_grad_norm, warmup_cosine
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000  # optimizer updates (fewer if `minutes` runs out first)
+    batch_size: int = 32  # sequences per update (the effective batch)
+    micro_batch_size: int = 8  # sequences per forward/backward; gradients accumulate
+    lr: float = 6e-4  # peak learning rate (GPT-1: 2.5e-4 at batch 64 x 512)
+    min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio (GPT-1: 0)
+    warmup_steps: int = 100  # linear warm-up from 0 (GPT-1: 2000)
+    weight_decay: float = 0.01  # decoupled, on matrices only (GPT-1: 0.01)
+    grad_clip: float = 1.0  # global-norm clipping threshold
+    eval_every: int = 100  # evaluate, log val_loss and checkpoint every N updates
+    eval_windows: int = 64  # validation windows per evaluation (spread over the text)
+    log_every: int = 10  # append a metrics line every N updates
+    seed: int = 0  # seeds data order and dropout masks
+    minutes: float | None = None  # wall-clock budget; the schedule is fitted to it
+
+    def __post_init__(self):
+        if self.batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size "
+                f"({self.micro_batch_size})"
+            )
+        for name in ("max_steps", "batch_size", "micro_batch_size", "eval_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+class Diverged(RuntimeError):
+    """The loss or a gradient stopped being a finite number."""
+
+
+def step_seed(seed, step, stream):
+    """An independent 32-bit seed for (run seed, step, stream): data is stream 0, dropout 1+."""
+    return int(np.random.SeedSequence([seed, step, stream]).generate_state(1)[0])
+
+
+def first_non_finite(arrays):
+    """Name of the first array holding a NaN or an infinity, or None."""
+    for name, a in arrays.items():
+        if not bool(backend.xp_of(a).isfinite(a).all()):
+            return name
+    return None
+
+
+def train_step(model, optimizer, train_ids, step, lr, tcfg, seq_len):
+    """One update from batch_size windows, in micro-batches; returns (mean loss, grad norm)."""
+    windows = random_windows(train_ids, tcfg.batch_size, seq_len + 1, np.random.default_rng(
+        step_seed(tcfg.seed, step, 0)))  # (B, T + 1): T inputs, each with its next token
+    n_micro = tcfg.batch_size // tcfg.micro_batch_size
+    total_loss, grads = 0.0, None
+    for i in range(n_micro):
+        ids = windows[i * tcfg.micro_batch_size : (i + 1) * tcfg.micro_batch_size]
+        rng = backend.device_rng(model.device, step_seed(tcfg.seed, step, i + 1))
+        loss, micro_grads = model.lm_loss_and_grads(ids, train=True, rng=rng)
+        total_loss += loss
+        if grads is None:
+            grads = micro_grads
+        else:
+            for name, g in micro_grads.items():
+                grads[name] += g
+    for g in grads.values():  # the mean over micro-batches, as one big batch would give
+        g *= 1.0 / n_micro
+    loss = total_loss / n_micro
+    norm = clip_grad_norm(grads, tcfg.grad_clip)
+    if not (math.isfinite(loss) and math.isfinite(norm)):
+        bad = "the loss" if not math.isfinite(loss) else f"gradient {first_non_finite(grads)}"
+        raise Diverged(f"step {step + 1}: {bad} is not finite (loss {loss}, grad norm {norm}); "
+                       "try a lower --lr or more warm-up steps")
+    optimizer.step(grads, lr=lr)
+    return loss, norm
+
+
+def evaluate(model, windows, micro_batch_size):
+    """Mean L1 over equal-length validation windows (dropout off)."""
+    batches = [windows[i : i + micro_batch_size] for i in range(0, len(windows), micro_batch_size)]
+    losses = [model.lm_loss(batch) for batch in batches]
+    return float(np.average(losses, weights=[len(batch) for batch in batches]))
+
+
+def estimate_memory(cfg, micro_batch_size, seq_len):
+    """Rough bytes (float32) for parameters, gradients, Adam moments and one micro-batch's
+    activations: per block and token the caches hold about 22 C values and 3 nh T attention
+    probabilities; the LM head adds its probabilities and their gradient, 2 V per token."""
+    n = parameter_count(cfg)
+    tokens = micro_batch_size * seq_len
+    per_token = cfg.n_layer * (22 * cfg.n_embd + 3 * cfg.n_head * seq_len) + 2 * cfg.vocab_size
+    return {"parameters": 4 * n, "gradients": 4 * n, "adam moments": 8 * n,
+            "activations": 4 * tokens * per_token}
+
+
+def fit_steps_to_budget(tcfg, seconds_per_step):
+    """How many updates fit in tcfg.minutes, keeping ~10% for evaluations and checkpoints."""
+    if tcfg.minutes is None:
+        return tcfg.max_steps
+    fit = int(0.9 * tcfg.minutes * 60 / seconds_per_step)
+    return max(1, min(tcfg.max_steps, fit))
+
+
+class GracefulInterrupt:
+    """The first Ctrl-C asks the loop to stop after the current update (and checkpoint);
+    a second one stops at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write("interrupt: finishing this update, then saving a checkpoint (Ctrl-C again "
+                   "to stop at once)")
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def append_metrics(path, record):
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def truncate_metrics(path, step):
+    """Keep only the metrics lines of steps <= step (a resumed run rewrites what follows)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line)["step"] <= step]
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
+             total_steps=None, val_units_per_token=None, unit="char", progress=True):
+    """Run (or continue) pre-training from start_step.
+
+    Returns {"steps", "val_loss", "tokens_per_s"} of this session.
+
+    val_units_per_token: tokens / characters (or bytes) of the validation text, to turn
+    nats per token into bits per character: bpc = loss * tokens / chars / ln 2.
+    """
+    run_dir = Path(run_dir)
+    metrics_path = run_dir / "metrics.jsonl"
+    truncate_metrics(metrics_path, start_step)
+    seq_len = model.cfg.n_ctx
+    val = eval_windows(val_ids, seq_len + 1, tcfg.eval_windows)
+    tokens_per_step = tcfg.batch_size * seq_len
+
+    def lr_at(step):
+        return warmup_cosine(step, tcfg.lr, tcfg.warmup_steps, total_steps,
+                             tcfg.lr * tcfg.min_lr_ratio)
+
+    def checkpoint(step, val_loss=None):
+        state = {"config": model.cfg.to_dict(), "train": asdict(tcfg), "total_steps": total_steps}
+        save_checkpoint(run_dir, step, model.params, optimizer.state_dict(), state, val_loss)
+
+    fitted = total_steps is not None  # a resumed run keeps the schedule it started with
+    total_steps = total_steps or tcfg.max_steps
+    bar = tqdm(total=total_steps, initial=start_step, desc="pre-training", unit="step",
+               disable=not progress, dynamic_ncols=True)
+    val_loss, started, step = None, time.perf_counter(), start_step
+    with GracefulInterrupt() as interrupt:
+        while step < total_steps and not interrupt.requested:
+            t0 = time.perf_counter()
+            loss, norm = train_step(model, optimizer, train_ids, step, lr_at(step), tcfg, seq_len)
+            record = {"step": step + 1, "loss": loss, "lr": lr_at(step), "grad_norm": norm}
+            step += 1
+            if not fitted and step == min(3, total_steps):  # measure, then fix the schedule
+                seconds = time.perf_counter() - t0
+                total_steps = fit_steps_to_budget(tcfg, seconds)
+                fitted, bar.total = True, total_steps
+                tqdm.write(f"measured {seconds:.2f} s per update: {total_steps} updates "
+                           f"planned ({total_steps * seconds / 60:.1f} min)")
+            if step % tcfg.eval_every == 0 or step == total_steps:
+                val_loss = evaluate(model, val, tcfg.micro_batch_size)
+                record.update(val_loss=val_loss, val_ppl=math.exp(min(val_loss, 700)))
+                if val_units_per_token is not None:
+                    record[f"val_bp{unit[0]}"] = val_loss * val_units_per_token / math.log(2)
+                checkpoint(step, val_loss)
+            if step % tcfg.log_every == 0 or "val_loss" in record:
+                append_metrics(metrics_path, record)
+            rate = (step - start_step) * tokens_per_step / (time.perf_counter() - started)
+            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
+            bar.update(1)
+    bar.close()
+    if step < total_steps:  # stopped early by Ctrl-C: keep what was done
+        checkpoint(step)
+        raise KeyboardInterrupt(f"stopped at step {step}; continue with --resume")
+    rate = (step - start_step) * tokens_per_step / max(1e-9, time.perf_counter() - started)
+    return {"steps": step, "val_loss": val_loss, "tokens_per_s": rate}
