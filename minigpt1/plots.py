@@ -36,13 +36,14 @@ def read_metrics(path):
 
     Each record holds at least `step`, `loss` and `lr`; evaluation steps add `val_loss` and
     maybe `val_bpc` (bits per character) or `val_bpb` (per byte). A malformed line raises
-    ValueError naming the file and the line number.
+    ValueError naming the file and the line number, except a last line without its newline:
+    a run still writing (or killed mid-write) leaves one, and it is skipped.
     """
     path = Path(path)
     records = []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
-            if not line.strip():
+            if not line.strip() or not line.endswith("\n"):
                 continue
             try:
                 record = json.loads(line)

@@ -152,12 +152,15 @@ def append_metrics(path, record):
 
 
 def truncate_metrics(path, step):
-    """Keep only the metrics lines of steps <= step (a resumed run rewrites what follows)."""
+    """Keep only the metrics lines of steps <= step (a resumed run rewrites what follows).
+
+    A process killed mid-write can leave a last line without its newline: it is dropped.
+    """
     path = Path(path)
     if not path.exists():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line)["step"] <= step]
+    complete = path.read_text(encoding="utf-8").split("\n")[:-1]  # lines that ended
+    kept = [line for line in complete if line.strip() and json.loads(line)["step"] <= step]
     write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 

@@ -223,3 +223,10 @@ def test_plotting_leaves_the_callers_matplotlib_settings_alone(tmp_path):
         before = dict(matplotlib.rcParams)
         plots.plot_bars({"a": {"x": 1.0}}, tmp_path / "bars.png")
         assert dict(matplotlib.rcParams) == before
+
+
+def test_read_metrics_skips_a_last_line_still_being_written(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    good = json.dumps({"step": 1, "loss": 2.0, "lr": 1e-4})
+    path.write_text(f'{good}\n{{"step": 2, "lo', encoding="utf-8")  # killed mid-line
+    assert [m["step"] for m in plots.read_metrics(path)] == [1]

@@ -121,3 +121,11 @@ def test_resume_refuses_a_changed_tokenizer(tmp_path, tokenizer_dir):
 def test_train_config_checks():
     with pytest.raises(ValueError, match="multiple of micro_batch_size"):
         TrainConfig(batch_size=6, micro_batch_size=4)
+
+
+def test_resume_drops_a_half_written_metrics_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": s, "loss": 1.0, "lr": 0.1}) for s in (1, 2, 3)]
+    path.write_text("\n".join(lines) + '\n{"step": 4, "lo', encoding="utf-8")
+    train.truncate_metrics(path, 2)
+    assert path.read_text(encoding="utf-8") == lines[0] + "\n" + lines[1] + "\n"
