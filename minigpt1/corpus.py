@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from minigpt1.fileio import atomic_path
+from .fileio import atomic_path
+from .text import read_text
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample" / "texts"
 METADATA_COLUMNS = ("slug", "title", "kind", "chars", "file")
@@ -49,19 +50,12 @@ def load_text_dir(path) -> list[Document]:
     if not files:
         raise ValueError(f"{folder} holds no .txt files: put one UTF-8 text file per work there")
     kinds = read_kinds(folder)
-    return [Document(f.stem, read_text(f), kinds.get(f.stem)) for f in files]
+    return [Document(f.stem, read_nonempty_text(f), kinds.get(f.stem)) for f in files]
 
 
-def read_text(file: Path) -> str:
+def read_nonempty_text(file: Path) -> str:
     """A file's text, refusing what would silently spoil training: bad bytes, or no text."""
-    data = file.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(
-            f"{file} is not UTF-8: the byte at offset {err.start} (0x{data[err.start]:02x}) "
-            "cannot be decoded; re-save the file as UTF-8"
-        ) from err
+    text = read_text(file)  # names the file and the first bad byte if it is not UTF-8
     if not text.strip():
         raise ValueError(f"{file} is empty: remove it or give it some text")
     return text

@@ -183,7 +183,8 @@ def test_load_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="blank.txt is empty"):
         load_text_dir(tmp_path)
     (tmp_path / "blank.txt").write_bytes(b"caf\xc3\xa9 ok, then \xff bad")
-    with pytest.raises(ValueError, match=r"blank.txt is not UTF-8: the byte at offset 15 \(0xff\)"):
+    bad_byte = r"blank.txt: not valid UTF-8 at byte offset 15 \(byte 0xff\)"
+    with pytest.raises(ValueError, match=bad_byte):
         load_text_dir(tmp_path)
     (tmp_path / "blank.txt").write_text("fine\n")
     (tmp_path / "metadata.csv").write_text("name,genre\nblank,poem\n")
