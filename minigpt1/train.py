@@ -11,7 +11,7 @@ import json
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,21 +25,26 @@ from .model import parameter_count
 from .optim import clip_grad_norm, warmup_cosine
 
 
+def option(default, help):
+    """A dataclass field whose help text the command line shows for its flag."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
-    max_steps: int = 1000  # optimizer updates (fewer if `minutes` runs out first)
-    batch_size: int = 32  # sequences per update (the effective batch)
-    micro_batch_size: int = 8  # sequences per forward/backward; gradients accumulate
-    lr: float = 6e-4  # peak learning rate (GPT-1: 2.5e-4 at batch 64 x 512)
-    min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio (GPT-1: 0)
-    warmup_steps: int = 100  # linear warm-up from 0 (GPT-1: 2000)
-    weight_decay: float = 0.01  # decoupled, on matrices only (GPT-1: 0.01)
-    grad_clip: float = 1.0  # global-norm clipping threshold
-    eval_every: int = 100  # evaluate, log val_loss and checkpoint every N updates
-    eval_windows: int = 64  # validation windows per evaluation (spread over the text)
-    log_every: int = 10  # append a metrics line every N updates
-    seed: int = 0  # seeds data order and dropout masks
-    minutes: float | None = None  # wall-clock budget; the schedule is fitted to it
+    max_steps: int = option(1000, "optimizer updates (fewer if --minutes runs out first)")
+    batch_size: int = option(32, "sequences per update (the effective batch)")
+    micro_batch_size: int = option(8, "sequences per forward/backward; gradients accumulate")
+    lr: float = option(6e-4, "peak learning rate (GPT-1: 2.5e-4 at batch 64 x 512)")
+    min_lr_ratio: float = option(0.1, "the cosine ends at lr * min_lr_ratio (GPT-1: 0)")
+    warmup_steps: int = option(100, "linear warm-up from 0 (GPT-1: 2000)")
+    weight_decay: float = option(0.01, "decoupled, on matrices only (GPT-1: 0.01)")
+    grad_clip: float = option(1.0, "global-norm clipping threshold")
+    eval_every: int = option(100, "evaluate, log val_loss and checkpoint every N updates")
+    eval_windows: int = option(64, "validation windows per evaluation (spread over the text)")
+    log_every: int = option(10, "append a metrics line every N updates")
+    seed: int = option(0, "seeds data order and dropout masks")
+    minutes: float | None = option(None, "wall-clock budget; the schedule is fitted to it")
 
     def __post_init__(self):
         if self.batch_size % self.micro_batch_size:
