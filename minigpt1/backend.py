@@ -6,6 +6,9 @@ never import numpy or cupy themselves (a test enforces this); everything that ha
 module by name (creating parameters, moving them, random generators) lives here.
 """
 
+import ctypes
+import sys
+
 import numpy
 
 try:  # CuPy is optional: without it (or without a GPU) everything runs on NumPy.
@@ -14,6 +17,26 @@ except ImportError:  # pragma: no cover - depends on the machine
     cupy = None
 
 DEVICES = ("cpu", "cuda")
+
+
+def keep_freed_memory():
+    """Ask glibc to keep freed memory for reuse instead of handing it back to the system.
+
+    A training step allocates and frees the same large arrays over and over. By default glibc
+    serves every block over 128 KiB with a fresh mmap and unmaps it when freed, so each step
+    pays again for the kernel to hand out and zero every page it touches: a third of a tiny
+    model's step time on a 2-core VM. Raising the mmap and trim thresholds lets freed blocks be
+    reused, warm. The process keeps its peak memory instead of shrinking between steps.
+    Linux with glibc only; elsewhere (and if it fails) nothing changes.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (e.g. musl)
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from <malloc.h>
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
 DTYPES = ("float32", "float64")
 
 
