@@ -120,6 +120,9 @@ def estimate_memory(cfg, micro_batch_size, seq_len):
             "activations": 4 * tokens * per_token}
 
 
+MEASURED_STEPS = 8  # updates timed before a wall-clock budget is turned into a step count
+
+
 def fit_steps_to_budget(tcfg, seconds_per_step):
     """How many updates fit in tcfg.minutes, keeping ~10% for evaluations and checkpoints."""
     if tcfg.minutes is None:
@@ -197,15 +200,17 @@ def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
     total_steps = total_steps or tcfg.max_steps
     bar = tqdm(total=total_steps, initial=start_step, desc="pre-training", unit="step",
                disable=not progress, dynamic_ncols=True)
-    val_loss, started, step = None, time.perf_counter(), start_step
+    val_loss, started, step, durations = None, time.perf_counter(), start_step, []
     with GracefulInterrupt() as interrupt:
         while step < total_steps and not interrupt.requested:
             t0 = time.perf_counter()
             loss, norm = train_step(model, optimizer, train_ids, step, lr_at(step), tcfg, seq_len)
+            durations.append(time.perf_counter() - t0)
             record = {"step": step + 1, "loss": loss, "lr": lr_at(step), "grad_norm": norm}
             step += 1
-            if not fitted and step == min(3, total_steps):  # measure, then fix the schedule
-                seconds = time.perf_counter() - t0
+            if not fitted and step == min(MEASURED_STEPS + 2, total_steps):  # fix the schedule
+                timed = durations[2:] or durations  # the first two pay for first touches
+                seconds = sum(timed) / len(timed)
                 total_steps = fit_steps_to_budget(tcfg, seconds)
                 fitted, bar.total = True, total_steps
                 tqdm.write(f"measured {seconds:.2f} s per update: {total_steps} updates "

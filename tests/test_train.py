@@ -129,3 +129,12 @@ def test_resume_drops_a_half_written_metrics_line(tmp_path):
     path.write_text("\n".join(lines) + '\n{"step": 4, "lo', encoding="utf-8")
     train.truncate_metrics(path, 2)
     assert path.read_text(encoding="utf-8") == lines[0] + "\n" + lines[1] + "\n"
+
+
+def test_a_time_budget_sets_the_number_of_updates(tmp_path, tokenizer_dir):
+    tcfg = TrainConfig(max_steps=10**6, minutes=0.05, **SMALL)  # 3 seconds
+    result = run(tmp_path, tokenizer_dir, tcfg=tcfg)
+    assert 10 <= result["steps"] < 10**6
+    last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == result["steps"] and "val_loss" in last  # evaluated at the end
+    assert load_checkpoint(tmp_path).state["total_steps"] == result["steps"]
