@@ -79,6 +79,8 @@ def _add_pretrain_command(sub):
     pretrain.add_argument("--force", action="store_true", help="replace a run already in --out")
     pretrain.add_argument("--tokenizer", metavar="DIR", help="use this BPE instead of training one")
     pretrain.add_argument("--n-ctx", type=int, help="context length (at most the preset's)")
+    pretrain.add_argument("--dropout", type=float,
+                          help="replace the preset's three dropout rates (GPT-1: 0.1)")
     pretrain.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     for f in fields(TrainConfig):  # one flag per TrainConfig field
         if f.name != "seed":
@@ -102,7 +104,7 @@ def _pretrain(args):
     tcfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     result = run_pretraining(args.text_dir, args.out, args.preset, tcfg, args.tokenizer,
                              args.vocab_size, args.bpe_mode, args.n_ctx, args.resume, args.force,
-                             args.device)
+                             args.device, dropout=args.dropout)
     unit = "byte" if result["tokenizer"].mode == "bytes" else "char"
     print(f"done: {result['steps']} updates, validation loss {result['val_loss']:.3f} "
           f"({result[f'val_bits_per_{unit}']:.3f} bits per {unit}); run folder {args.out}")
