@@ -15,7 +15,7 @@ from .config import GPTConfig
 from .corpus import SAMPLE_DIR, load_text_dir, split_documents
 from .generate import generate
 from .model import GPT
-from .plots import plot_attention, plot_losses, plot_lr
+from .plots import plot_attention
 from .pretrain import run_pretraining
 from .shakespeare import prepare_shakespeare
 from .train import TrainConfig
@@ -95,9 +95,6 @@ def run_demo(minutes=10.0, preset="small", out=None, data_dir="data", text_dir=N
     model = result["model"]
     after = sample(model, tokenizer, seed=seed)
     print(f"--- after {result['steps']} updates it writes ---\n{after}\n---")
-    metrics = run_dir / "metrics.jsonl"
-    plot_losses(metrics, run_dir / "loss.png", title=f"pre-training {preset} on {text_dir.name}")
-    plot_lr(metrics, run_dir / "lr.png")
     prompt_ids = tokenizer.encode(PROMPT + "What say you")
     plot_attention(model.attention_maps([prompt_ids]), tokenizer.tokens(PROMPT + "What say you"),
                    run_dir / "attention.png", layers=[0, cfg.n_layer - 1])

@@ -5,6 +5,7 @@
         tokenizer/        the BPE files (trained here unless --tokenizer was given)
         metrics.jsonl     one JSON line per logged step (step, loss, lr, val_loss, ...)
         checkpoints/      last and best (see checkpoint.py)
+        loss.png, lr.png  training and validation loss, learning rate (written at the end)
 
 A run folder belongs to one run: starting a new run in it needs `force=True`, and resuming
 checks that the tokenizer and the architecture are the ones the run started with.
@@ -23,6 +24,7 @@ from .corpus import cache_file, chars_and_bytes, encode_texts, load_text_dir, sp
 from .fileio import read_json, write_json_atomic
 from .model import GPT, parameter_count
 from .optim import AdamW
+from .plots import plot_losses, plot_lr
 from .pretrained import from_pretrained
 from .train import TrainConfig, estimate_memory, pretrain
 
@@ -156,6 +158,9 @@ def run_pretraining(text_dir, run_dir, preset="small", tcfg=None, tokenizer_dir=
     val_units_per_token = len(val_ids) / (nbytes if unit == "byte" else chars)
     result = pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step,
                       total_steps, val_units_per_token, unit, progress)
+    metrics = run_dir / "metrics.jsonl"
+    plot_losses(metrics, run_dir / "loss.png", title=f"pre-training {preset} on {text_dir}")
+    plot_lr(metrics, run_dir / "lr.png")
     result[f"val_bits_per_{unit}"] = result["val_loss"] * val_units_per_token / math.log(2)
     return {"run_dir": run_dir, "model": model, "tokenizer": tokenizer, **result}
 

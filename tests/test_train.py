@@ -52,6 +52,7 @@ def test_training_lowers_validation_loss(tmp_path, tokenizer_dir):
     assert result["val_loss"] < np.log(vocab) - 1.5, result["val_loss"]
     assert (tmp_path / "checkpoints" / "index.json").exists()
     assert result["val_bits_per_byte"] > 0
+    assert (tmp_path / "loss.png").exists() and (tmp_path / "lr.png").exists()
 
 
 def test_resume_is_bit_exact(tmp_path, tokenizer_dir, monkeypatch):
@@ -116,6 +117,10 @@ def test_resume_refuses_a_changed_tokenizer(tmp_path, tokenizer_dir):
         (out / "tokenizer" / f.name).write_bytes(f.read_bytes())
     with pytest.raises(ValueError, match="tokenizer has 280 tokens but its model expects 300"):
         run(out, resume=True)
+    # the two tokenizers encoded the same texts into two different cached arrays
+    cached = sorted((tmp_path / "cache").glob("train-*.npy"))
+    maxima = sorted(int(np.load(f, allow_pickle=False).max()) for f in cached)
+    assert len(cached) == 2 and maxima[0] < 280 <= maxima[1] < 300
 
 
 def test_train_config_checks():
