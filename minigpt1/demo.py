@@ -51,14 +51,14 @@ def sample(model, tokenizer, prompt=PROMPT, tokens=120, seed=0):
     return tokenizer.decode(ids[0].tolist())
 
 
-def write_summary(run_dir, result, cfg, before, after, minutes):
+def write_summary(run_dir, result, cfg, before, after, tcfg):
     unit = "byte" if result["tokenizer"].mode == "bytes" else "char"
     lines = [
         f"# {run_dir.name}",
         "",
         f"- model: {cfg.n_layer} layers, C={cfg.n_embd}, {cfg.n_head} heads, n_ctx={cfg.n_ctx}, "
         f"vocabulary {cfg.vocab_size:,}",
-        f"- budget: {minutes:g} minutes, {result['steps']} updates, "
+        f"- budget: {tcfg.minutes or 'no limit on'} minutes, {result['steps']} updates, "
         f"{result['tokens_per_s']:,.0f} training tokens/s",
         f"- validation loss: {result['val_loss']:.3f} nats per token, "
         f"{result[f'val_bits_per_{unit}']:.3f} bits per {unit}",
@@ -95,6 +95,6 @@ def run_demo(minutes=10.0, preset="small", out=None, data_dir="data", text_dir=N
     prompt_ids = tokenizer.encode(PROMPT + "What say you")
     plot_attention(model.attention_maps([prompt_ids]), tokenizer.tokens(PROMPT + "What say you"),
                    run_dir / "attention.png", layers=[0, cfg.n_layer - 1])
-    write_summary(run_dir, result, cfg, before, after, minutes)
+    write_summary(run_dir, result, cfg, before, after, tcfg)
     print(f"summary, plots and checkpoints: {run_dir}/")
     return result
