@@ -1,6 +1,7 @@
 """The command line's pre-training, generation and export paths, and its bad-input answers:
 a clear message, a non-zero exit, nothing overwritten."""
 
+import shutil
 import subprocess
 import sys
 
@@ -15,9 +16,17 @@ FAST = ["--preset", "tiny", "--n-ctx", "32", "--vocab-size", "300", "--batch-siz
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def texts(tmp_path_factory):
+    """A copy of the sample corpus: pretrain caches token ids beside the texts it reads."""
+    copy = tmp_path_factory.mktemp("corpus") / "sample"
+    shutil.copytree(SAMPLE_DIR.parent, copy)
+    return copy / "texts"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, texts):
     out = tmp_path_factory.mktemp("cli") / "run"
-    assert main(["pretrain", "--text-dir", str(SAMPLE_DIR), "--out", str(out),
+    assert main(["pretrain", "--text-dir", str(texts), "--out", str(out),
                  "--max-steps", "8", *FAST]) == 0
     return out
 
@@ -49,7 +58,7 @@ def error_of(args, capsys):
     return capsys.readouterr().err
 
 
-def test_bad_inputs(run_dir, tmp_path, capsys):
+def test_bad_inputs(run_dir, texts, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "no .txt" in error_of(["pretrain", "--text-dir", str(empty), "--out",
@@ -61,28 +70,27 @@ def test_bad_inputs(run_dir, tmp_path, capsys):
                         str(tmp_path / "r2"), *FAST], capsys)
     assert "nope" in missing
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()  # nothing written
-    assert "nothing to resume" in error_of(["pretrain", "--text-dir", str(SAMPLE_DIR), "--out",
+    assert "nothing to resume" in error_of(["pretrain", "--text-dir", str(texts), "--out",
                                             str(tmp_path / "r3"), "--resume", *FAST], capsys)
     before = (run_dir / "metrics.jsonl").read_bytes()
-    assert "holds another run" in error_of(["pretrain", "--text-dir", str(SAMPLE_DIR), "--out",
+    assert "holds another run" in error_of(["pretrain", "--text-dir", str(texts), "--out",
                                             str(run_dir), *FAST], capsys)
     assert (run_dir / "metrics.jsonl").read_bytes() == before  # nothing overwritten
-    too_long = ["pretrain", "--text-dir", str(SAMPLE_DIR), "--out", str(tmp_path / "r4"),
+    too_long = ["pretrain", "--text-dir", str(texts), "--out", str(tmp_path / "r4"),
                 *FAST, "--n-ctx", "512"]
     assert "--n-ctx 512 is outside 2..128" in error_of(too_long, capsys)
     assert "neither a run folder" in error_of(["generate", "--checkpoint", str(empty)], capsys)
 
 
-def test_resume_with_another_architecture_is_refused(run_dir, tmp_path, capsys):
+def test_resume_with_another_architecture_is_refused(run_dir, texts, tmp_path, capsys):
     import json
-    import shutil
 
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
     run = json.loads((copy / "run.json").read_text())
     run["config"]["n_layer"] = 2  # the run now claims another architecture
     (copy / "run.json").write_text(json.dumps(run))
-    err = error_of(["pretrain", "--text-dir", str(SAMPLE_DIR), "--out", str(copy), "--resume",
+    err = error_of(["pretrain", "--text-dir", str(texts), "--out", str(copy), "--resume",
                     *FAST], capsys)
     assert "differs from run.json" in err
 
