@@ -12,7 +12,6 @@ checks that the tokenizer and the architecture are the ones the run started with
 """
 
 import hashlib
-import math
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -161,7 +160,6 @@ def run_pretraining(text_dir, run_dir, preset="small", tcfg=None, tokenizer_dir=
     metrics = run_dir / "metrics.jsonl"
     plot_losses(metrics, run_dir / "loss.png", title=f"pre-training {preset} on {text_dir}")
     plot_lr(metrics, run_dir / "lr.png")
-    result[f"val_bits_per_{unit}"] = result["val_loss"] * val_units_per_token / math.log(2)
     return {"run_dir": run_dir, "model": model, "tokenizer": tokenizer, **result}
 
 

@@ -179,7 +179,8 @@ def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
              total_steps=None, val_units_per_token=None, unit="char", progress=True):
     """Run (or continue) pre-training from start_step.
 
-    Returns {"steps", "val_loss", "tokens_per_s"} of this session.
+    Returns {"steps", "val_loss", "tokens_per_s"} of this session, and "val_bits_per_<unit>"
+    when val_units_per_token is given.
 
     val_units_per_token: tokens / characters (or bytes) of the validation text, to turn
     nats per token into bits per character: bpc = loss * tokens / chars / ln 2.
@@ -203,7 +204,7 @@ def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
     total_steps = total_steps or tcfg.max_steps
     bar = tqdm(total=total_steps, initial=start_step, desc="pre-training", unit="step",
                disable=not progress, dynamic_ncols=True)
-    val_loss, started, step, durations = None, time.perf_counter(), start_step, []
+    val_loss, val_bits, started, step, durations = None, None, time.perf_counter(), start_step, []
     with GracefulInterrupt() as interrupt:
         while step < total_steps and not interrupt.requested:
             t0 = time.perf_counter()
@@ -222,7 +223,8 @@ def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
                 val_loss = evaluate(model, val, tcfg.micro_batch_size)
                 record.update(val_loss=val_loss, val_ppl=math.exp(min(val_loss, 700)))
                 if val_units_per_token is not None:
-                    record[f"val_bp{unit[0]}"] = val_loss * val_units_per_token / math.log(2)
+                    val_bits = val_loss * val_units_per_token / math.log(2)
+                    record[f"val_bp{unit[0]}"] = val_bits
                 checkpoint(step, val_loss)
             if step % tcfg.log_every == 0 or "val_loss" in record:
                 append_metrics(metrics_path, record)
@@ -234,4 +236,7 @@ def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
         checkpoint(step)
         raise KeyboardInterrupt(f"stopped at step {step}; continue with --resume")
     rate = (step - start_step) * tokens_per_step / max(1e-9, time.perf_counter() - started)
-    return {"steps": step, "val_loss": val_loss, "tokens_per_s": rate}
+    result = {"steps": step, "val_loss": val_loss, "tokens_per_s": rate}
+    if val_units_per_token is not None:
+        result[f"val_bits_per_{unit}"] = val_bits
+    return result
