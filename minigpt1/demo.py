@@ -13,6 +13,7 @@ from pathlib import Path
 from .bpe import BPETokenizer
 from .config import GPTConfig
 from .corpus import SAMPLE_DIR, load_text_dir, split_documents
+from .fileio import write_text_atomic
 from .generate import generate
 from .model import GPT
 from .plots import plot_attention
@@ -67,7 +68,7 @@ def write_summary(run_dir, result, cfg, before, after, tcfg):
         "## After training", "", "```", after, "```", "",
         "Figures: loss.png, lr.png, attention.png",
     ]  # fmt: skip
-    (run_dir / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_atomic(run_dir / "summary.md", "\n".join(lines) + "\n")
 
 
 def demo_train_config(minutes, seed=0):
@@ -92,8 +93,8 @@ def run_demo(minutes=10.0, preset="small", out=None, data_dir="data", text_dir=N
     model = result["model"]
     after = sample(model, tokenizer, seed=seed)
     print(f"--- after {result['steps']} updates it writes ---\n{after}\n---")
-    prompt_ids = tokenizer.encode(PROMPT + "What say you")
-    plot_attention(model.attention_maps([prompt_ids]), tokenizer.tokens(PROMPT + "What say you"),
+    question = PROMPT + "What say you"
+    plot_attention(model.attention_maps([tokenizer.encode(question)]), tokenizer.tokens(question),
                    run_dir / "attention.png", layers=[0, cfg.n_layer - 1])
     write_summary(run_dir, result, cfg, before, after, tcfg)
     print(f"summary, plots and checkpoints: {run_dir}/")
