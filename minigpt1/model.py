@@ -91,6 +91,11 @@ class BodyCache(NamedTuple):
     blocks: list
 
 
+class LMHeadCache(NamedTuple):
+    ce: object  # the cross-entropy cache (probabilities, targets, weights)
+    h: object  # (B, T, C) the hidden states the head read
+
+
 class GPT:
     """GPT-1 with hand-written forward and backward passes, on NumPy ("cpu") or CuPy ("cuda")."""
 
@@ -213,7 +218,7 @@ class GPT:
 
     def lm_loss(self, ids, mask=None):
         """L1 without gradients (evaluation): the same number lm_loss_and_grads returns."""
-        loss, _, _, _ = self._lm_forward(ids, mask, train=False, rng=None)
+        loss, _, _ = self._lm_forward(ids, mask, train=False, rng=None)
         return float(loss)
 
     def lm_loss_and_grads(self, ids, mask=None, train=False, rng=None):
@@ -224,19 +229,14 @@ class GPT:
         convention of HuggingFace's shifted labels and of the original fine-tuning code.
         The last token is only a target, so T may be n_ctx + 1: a window of n_ctx inputs.
         """
-        loss, ce, h, body = self._lm_forward(ids, mask, train, rng)
-        wte = self.params["tokens_embed.weight"]  # (V, C)
-        dlogits = cross_entropy_backward(1.0, ce)  # (B, T-1, V), seeded with dL/dL = 1
-        # forward: logits = h @ wte^T
-        dh = dlogits @ wte  # (B, T-1, C)
+        loss, head, body = self._lm_forward(ids, mask, train, rng)
+        dh, dwte = self.lm_head_backward(1.0, head)  # seeded with dL/dL = 1
         grads = self.body_backward(dh, body)
-        C, V = h.shape[-1], wte.shape[0]
-        # the tied head's share of the embedding gradient: (V, N) @ (N, C)
-        grads["tokens_embed.weight"] += dlogits.reshape(-1, V).T @ h.reshape(-1, C)
+        grads["tokens_embed.weight"] += dwte  # the tied head's share of the embedding gradient
         return float(loss), grads
 
     def _lm_forward(self, ids, mask, train, rng):
-        """L1's forward pass: (loss, cross-entropy cache, h (B, T-1, C), body cache)."""
+        """L1's forward pass: (loss, LM-head cache, body cache)."""
         ids = self._prepare_ids(ids, max_len=self.cfg.n_ctx + 1)
         if ids.shape[1] < 2:
             raise ValueError("the LM loss needs sequences of at least 2 tokens (input + target)")
@@ -248,9 +248,30 @@ class GPT:
             target_mask = mask[:, 1:]
         # causal attention: h at positions 0..T-2 never sees token T-1, so leave it out
         h, body = self.body_forward(ids[:, :-1], train, rng)  # (B, T-1, C)
-        logits = h @ self.params["tokens_embed.weight"].T  # (B, T-1, V)
-        loss, ce = cross_entropy_forward(logits, ids[:, 1:], target_mask)
-        return loss, ce, h, body
+        loss, head = self.lm_head_forward(h, ids[:, 1:], target_mask)
+        return loss, head, body
+
+    # ---- the tied LM head, shared by L1 and the auxiliary term of L3 -------------------
+
+    def lm_head_forward(self, h, targets, weights=None):
+        """Cross-entropy of next tokens `targets` (B, T) given hidden states h (B, T, C).
+
+        `weights` (B, T) say how much each position counts (0 = not at all); the loss is
+        sum(w * -log p) / sum(w). Returns (loss, cache for lm_head_backward).
+        """
+        logits = h @ self.params["tokens_embed.weight"].T  # (B, T, V), the tied head
+        loss, ce = cross_entropy_forward(logits, targets, weights)
+        return loss, LMHeadCache(ce, h)
+
+    def lm_head_backward(self, dloss, cache):
+        """-> dh (B, T, C) and the head's share of tokens_embed.weight's gradient (V, C)."""
+        wte = self.params["tokens_embed.weight"]  # (V, C)
+        dlogits = cross_entropy_backward(dloss, cache.ce)  # (B, T, V)
+        # forward: logits = h @ wte^T
+        dh = dlogits @ wte  # (B, T, C)
+        C, V = wte.shape[1], wte.shape[0]
+        dwte = dlogits.reshape(-1, V).T @ cache.h.reshape(-1, C)  # (V, N) @ (N, C)
+        return dh, dwte
 
     # ---- files -------------------------------------------------------------------------
 

@@ -24,6 +24,8 @@ from minigpt1.layers import (
     layernorm_forward,
     linear_backward,
     linear_forward,
+    squared_error_backward,
+    squared_error_forward,
 )
 
 TOL = 1e-7  # float64 central differences agree with a correct backward to ~1e-9
@@ -81,6 +83,19 @@ def test_dropout(device, p):
         return dropout_forward(x, p, backend.device_rng(device, 7))
 
     assert_gradients(check_layer(forward, dropout_backward, inputs))
+
+
+def test_dropout_shared_mask(device):
+    # noise_shape (B, 1, C): the K candidates of an example lose the same channels
+    inputs = {"x": randn(device, 3, 4, 5, seed=0)}
+
+    def forward(x):
+        return dropout_forward(x, 0.4, backend.device_rng(device, 7), noise_shape=(3, 1, 5))
+
+    assert_gradients(check_layer(forward, dropout_backward, inputs))
+    y = backend.to_numpy(forward(inputs["x"])[0])
+    dropped = y == 0
+    assert dropped.any() and np.array_equal(dropped, np.broadcast_to(dropped[:, :1], y.shape))
 
 
 def test_dropout_statistics():
@@ -151,6 +166,30 @@ def test_cross_entropy_with_mask(device):
     loss, cache = forward(inputs["logits"])
     dlogits = backend.to_numpy(cross_entropy_backward(1.0, cache))
     assert np.all(dlogits[0, 1] == 0.0), "an ignored position must get no gradient"
+
+
+def test_cross_entropy_weights_average_per_sequence():
+    # weights mask / (tokens in the sequence): the mean of the per-sequence means
+    logits = np.random.default_rng(0).standard_normal((2, 4, 6))
+    targets = np.array([[1, 2, 3, 4], [5, 0, 1, 2]])
+    mask = np.array([[1, 1, 1, 1], [1, 0, 0, 0]])
+    loss, _ = cross_entropy_forward(logits, targets, mask / mask.sum(axis=1, keepdims=True))
+    first, _ = cross_entropy_forward(logits[:1], targets[:1])
+    second, _ = cross_entropy_forward(logits[1:, :1], targets[1:, :1])
+    assert np.isclose(loss, (first + second) / 2)
+
+
+def test_squared_error(device):
+    targets = randn(device, 6, seed=3)
+    inputs = {"predictions": randn(device, 6, seed=0, scale=2.0)}
+
+    def forward(predictions):
+        return squared_error_forward(predictions, targets)
+
+    assert_gradients(check_layer(forward, squared_error_backward, inputs))
+    loss, _ = forward(inputs["predictions"])
+    diff = backend.to_numpy(inputs["predictions"] - targets)
+    assert np.isclose(float(loss), np.mean(diff**2))
 
 
 def test_cross_entropy_value_and_stability():

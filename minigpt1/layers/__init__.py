@@ -13,6 +13,7 @@ from .embedding import embedding_backward, embedding_forward
 from .gelu import gelu_backward, gelu_forward
 from .layernorm import layernorm_backward, layernorm_forward
 from .linear import linear_backward, linear_forward
+from .squared_error import squared_error_backward, squared_error_forward
 
 __all__ = [
     "attention_backward",
@@ -29,4 +30,6 @@ __all__ = [
     "layernorm_forward",
     "linear_backward",
     "linear_forward",
+    "squared_error_backward",
+    "squared_error_forward",
 ]

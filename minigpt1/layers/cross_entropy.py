@@ -1,9 +1,13 @@
 """Softmax cross-entropy with an ignore mask: the language-model loss L1 (and, later, L2).
 
     logp = log_softmax(logits) = z - max(z) - log(sum(exp(z - max(z))))        (stable: no overflow)
-    loss = sum_i w_i * (-logp[i, y_i]) / sum_i w_i                            w: 1 keep, 0 ignore
+    loss = sum_i w_i * (-logp[i, y_i]) / sum_i w_i           w_i >= 0: 1 keep, 0 ignore
 
-so the loss is the mean over the positions that count. Backward (dloss is the upstream scalar):
+so with a 0/1 mask the loss is the mean over the positions that count. Other weights give
+other means: w = mask / (tokens in its sequence) averages each sequence first, then the
+sequences, the way GPT-1's fine-tuning code averaged its auxiliary LM loss.
+
+Backward (dloss is the upstream scalar):
     dlogits[i] = dloss * w_i / sum(w) * (softmax(z_i) - onehot(y_i))
 The one-hot matrix is never built: we subtract at the target indices instead.
 """
@@ -21,6 +25,7 @@ class CrossEntropyCache(NamedTuple):
 
 
 def cross_entropy_forward(logits, targets, mask=None):
+    """logits (..., V), targets (...) ids, mask (...) weights or None -> (loss, cache)."""
     xp = xp_of(logits)
     V = logits.shape[-1]
     z = logits.reshape(-1, V)  # (N, V)
