@@ -15,6 +15,8 @@ def build_parser():
     _add_demo_command(sub)
     _add_prepare_command(sub)
     _add_pretrain_command(sub)
+    _add_finetune_command(sub)
+    _add_ablation_command(sub)
     _add_generate_command(sub)
     _add_export_command(sub)
     _add_bpe_commands(sub)
@@ -68,7 +70,6 @@ def _prepare(args):
 
 
 def _add_pretrain_command(sub):
-    from dataclasses import fields
 
     from .train import TrainConfig
 
@@ -82,16 +83,11 @@ def _add_pretrain_command(sub):
     pretrain.add_argument("--dropout", type=float,
                           help="replace the preset's three dropout rates (GPT-1: 0.1)")
     pretrain.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    for f in fields(TrainConfig):  # one flag per TrainConfig field
-        if f.name != "seed":
-            kind = float if f.name == "minutes" else type(f.default)
-            pretrain.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
-                                  help=f"{f.metadata['help']} (default {f.default})")
+    _add_config_flags(pretrain, TrainConfig(), skip=("seed",))  # --seed is a data argument
     pretrain.set_defaults(run=_pretrain)
 
 
 def _pretrain(args):
-    from dataclasses import fields
 
     from .config import GPTConfig
     from .pretrain import run_pretraining
@@ -101,13 +97,94 @@ def _pretrain(args):
     if args.n_ctx is not None and not 2 <= args.n_ctx <= preset_ctx:
         raise ValueError(f"--n-ctx {args.n_ctx} is outside 2..{preset_ctx}, the {args.preset} "
                          "preset's context; choose a preset with more positions")
-    tcfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    tcfg = _config_from_args(TrainConfig, args)
     result = run_pretraining(args.text_dir, args.out, args.preset, tcfg, args.tokenizer,
                              args.vocab_size, args.bpe_mode, args.n_ctx, args.resume, args.force,
                              args.device, dropout=args.dropout)
     unit = "byte" if result["tokenizer"].mode == "bytes" else "char"
     print(f"done: {result['steps']} updates, validation loss {result['val_loss']:.3f} "
           f"({result[f'val_bits_per_{unit}']:.3f} bits per {unit}); run folder {args.out}")
+    return 0
+
+
+def _add_config_flags(command, defaults, skip=()):
+    """One --flag per field of a config dataclass instance, with the field's help; the
+    instance's values are the defaults."""
+    from dataclasses import fields
+
+    for f in fields(defaults):
+        if f.name not in skip:
+            default = getattr(defaults, f.name)
+            kind = {"transfer_layers": int, "minutes": float}.get(f.name, type(default))
+            command.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default,
+                                 help=f"{f.metadata['help']} (default {default})")
+
+
+def _config_from_args(config_class, args, **fixed):
+    from dataclasses import fields
+
+    values = {f.name: getattr(args, f.name) for f in fields(config_class) if f.name not in fixed}
+    return config_class(**values, **fixed)
+
+
+def _add_finetune_command(sub):
+    from .finetune import FinetuneConfig
+
+    finetune = sub.add_parser("finetune", help="fine-tune a pre-trained model on a task (L2/L3)")
+    finetune.add_argument("--checkpoint", required=True, metavar="DIR",
+                          help="a pre-training run folder, or a HuggingFace openai-gpt folder")
+    finetune.add_argument("--task", required=True,
+                          help="genre | continuation | same-work | next-line (from Shakespeare); "
+                               "sst2 | cola | mrpc | qqp | stsb | mnli | qnli | rte | snli | "
+                               "rocstories | race (from --data)")
+    finetune.add_argument("--data", metavar="PATH",
+                          help="the task's folder (GLUE, SNLI, Story Cloze, RACE), or a folder of "
+                               ".txt files for the Shakespeare tasks (default: the corpus the "
+                               "checkpoint was pre-trained on)")
+    finetune.add_argument("--out", required=True, metavar="RUN", help="the run folder")
+    finetune.add_argument("--which", choices=["last", "best"], default="last",
+                          help="which checkpoint of a pre-training run (default last)")
+    finetune.add_argument("--resume", action="store_true", help="continue the run in --out")
+    finetune.add_argument("--force", action="store_true", help="replace a run already in --out")
+    finetune.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    _add_config_flags(finetune, FinetuneConfig())
+    finetune.set_defaults(run=_finetune)
+
+
+def _finetune(args):
+    from .finetune import FinetuneConfig
+    from .finetune_job import run_finetuning
+
+    fcfg = _config_from_args(FinetuneConfig, args)
+    result = run_finetuning(args.checkpoint, args.task, args.out, args.data, fcfg, args.which,
+                            args.resume, args.force, args.device)
+    scores = ", ".join(f"{split} {value:.4f}" for split, value in result["scores"].items())
+    print(f"done: {result['steps']} updates; {result['spec'].metric}: {scores}; "
+          f"run folder {args.out}")
+    return 0
+
+
+def _add_ablation_command(sub):
+    from .ablation import ablation_config
+
+    ablation = sub.add_parser(
+        "ablation", help="Table 5 at small scale: with/without pre-training and the LM loss")
+    ablation.add_argument("--checkpoint", required=True, metavar="DIR",
+                          help="a pre-trained run folder (e.g. the demo's)")
+    ablation.add_argument("--text-dir", metavar="DIR",
+                          help="corpus for the tasks (default: the checkpoint's own corpus)")
+    ablation.add_argument("--out", default="runs/ablation", help="where runs and tables go")
+    ablation.add_argument("--force", action="store_true", help="replace an earlier ablation")
+    _add_config_flags(ablation, ablation_config(), skip=("transfer_layers", "lm_coef"))
+    ablation.set_defaults(run=_ablation)
+
+
+def _ablation(args):
+    from .ablation import run_ablation
+    from .finetune import FinetuneConfig
+
+    fcfg = _config_from_args(FinetuneConfig, args, transfer_layers=None, lm_coef=0.5)
+    run_ablation(args.checkpoint, args.out, args.text_dir, fcfg, force=args.force)
     return 0
 
 

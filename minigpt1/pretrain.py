@@ -168,11 +168,15 @@ def load_model(path, which="last", device="cpu"):
     HuggingFace-style folder (config.json + model.safetensors + vocab.json + merges.txt)."""
     path = Path(path)
     if (path / "checkpoints" / "index.json").exists():
+        check_tokenizer(path / "tokenizer", path)
         checkpoint = load_checkpoint(path, which)
         cfg = GPTConfig.from_dict(checkpoint.state["config"])
-        model = GPT(cfg, device=device, params=checkpoint.params)
+        # a fine-tuned run also holds its task head (clf.*): the GPT itself is the rest
+        body = {k: v for k, v in checkpoint.params.items() if not k.startswith("clf.")}
+        model = GPT(cfg, device=device, params=body)
         tokenizer = BPETokenizer.load(path / "tokenizer")
     elif (path / "config.json").exists():
+        check_tokenizer(path, path)
         model = from_pretrained(path, device=device)
         # the real openai-gpt files carry no minigpt1_bpe.json: they are GPT-1's mode
         mode = None if (path / "minigpt1_bpe.json").exists() else "gpt1"
@@ -186,6 +190,15 @@ def load_model(path, which="last", device="cpu"):
         raise ValueError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the "
                          f"model only {model.cfg.vocab_size}: they do not belong together")
     return model, tokenizer
+
+
+def check_tokenizer(folder, model_dir):
+    if not (folder / "vocab.json").exists() or not (folder / "merges.txt").exists():
+        raise FileNotFoundError(
+            f"{model_dir} has no tokenizer ({folder}/vocab.json and merges.txt): a model is "
+            "only usable with the tokenizer it was trained with; copy that tokenizer's files "
+            f"into {folder}"
+        )
 
 
 def export_run(run_dir, out_dir, which="best", force=False):

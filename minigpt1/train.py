@@ -77,30 +77,48 @@ def first_non_finite(arrays):
     return None
 
 
-def train_step(model, optimizer, train_ids, step, lr, tcfg, seq_len):
-    """One update from batch_size windows, in micro-batches; returns (mean loss, grad norm)."""
-    windows = random_windows(train_ids, tcfg.batch_size, seq_len + 1, np.random.default_rng(
-        step_seed(tcfg.seed, step, 0)))  # (B, T + 1): T inputs, each with its next token
-    n_micro = tcfg.batch_size // tcfg.micro_batch_size
-    total_loss, grads = 0.0, None
-    for i in range(n_micro):
-        ids = windows[i * tcfg.micro_batch_size : (i + 1) * tcfg.micro_batch_size]
-        rng = backend.device_rng(model.device, step_seed(tcfg.seed, step, i + 1))
-        loss, micro_grads = model.lm_loss_and_grads(ids, train=True, rng=rng)
-        total_loss += loss
+def mean_over_micro_batches(sizes, loss_and_grads):
+    """Mean loss and gradients over micro-batches of the given sizes: what one big batch of
+    sum(sizes) examples would give. loss_and_grads(i) -> (loss, grads) of micro-batch i."""
+    total = sum(sizes)
+    loss, grads = 0.0, None
+    for i, size in enumerate(sizes):
+        micro_loss, micro_grads = loss_and_grads(i)
+        share = size / total
+        loss += share * micro_loss
         if grads is None:
             grads = micro_grads
+            if share != 1.0:
+                for g in grads.values():
+                    g *= share
         else:
             for name, g in micro_grads.items():
-                grads[name] += g
-    for g in grads.values():  # the mean over micro-batches, as one big batch would give
-        g *= 1.0 / n_micro
-    loss = total_loss / n_micro
-    norm = clip_grad_norm(grads, tcfg.grad_clip)
+                grads[name] += share * g
+    return loss, grads
+
+
+def clip_and_check(grads, loss, max_norm, step):
+    """Clip the gradients' global norm; raise Diverged, naming the culprit, on a NaN or inf."""
+    norm = clip_grad_norm(grads, max_norm)
     if not (math.isfinite(loss) and math.isfinite(norm)):
         bad = "the loss" if not math.isfinite(loss) else f"gradient {first_non_finite(grads)}"
         raise Diverged(f"step {step + 1}: {bad} is not finite (loss {loss}, grad norm {norm}); "
                        "try a lower --lr or more warm-up steps")
+    return norm
+
+
+def train_step(model, optimizer, train_ids, step, lr, tcfg, seq_len):
+    """One update from batch_size windows, in micro-batches; returns (mean loss, grad norm)."""
+    windows = random_windows(train_ids, tcfg.batch_size, seq_len + 1, np.random.default_rng(
+        step_seed(tcfg.seed, step, 0)))  # (B, T + 1): T inputs, each with its next token
+    micro = tcfg.micro_batch_size
+
+    def loss_and_grads(i):
+        rng = backend.device_rng(model.device, step_seed(tcfg.seed, step, i + 1))
+        return model.lm_loss_and_grads(windows[i * micro : (i + 1) * micro], train=True, rng=rng)
+
+    loss, grads = mean_over_micro_batches([micro] * (tcfg.batch_size // micro), loss_and_grads)
+    norm = clip_and_check(grads, loss, tcfg.grad_clip, step)
     optimizer.step(grads, lr=lr)
     return loss, norm
 

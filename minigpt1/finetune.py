@@ -1,0 +1,171 @@
+"""The fine-tuning loop: L2 (or L3 = L2 + lambda L1) on a labelled task, with GPT-1's recipe.
+
+    for each of `epochs` passes over the shuffled training examples:
+        for each batch of `batch_size` examples (the last, incomplete one is dropped):
+            loss, grads = L3 and its gradients, averaged over micro-batches
+            clip the global gradient norm to 1; AdamW with warmup_linear
+    evaluate on the validation split after every epoch, with the task's metric
+
+As in pre-training, each step's randomness (which examples, which dropout masks) is drawn
+from generators seeded by (seed, step), so a run resumed from a checkpoint repeats exactly
+what the uninterrupted run would have done.
+"""
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from . import backend
+from .checkpoint import save_checkpoint
+from .metrics import score
+from .optim import warmup_linear
+from .tasks import make_batch
+from .train import (
+    GracefulInterrupt,
+    append_metrics,
+    clip_and_check,
+    mean_over_micro_batches,
+    option,
+    step_seed,
+    truncate_metrics,
+)
+
+
+@dataclass
+class FinetuneConfig:
+    """How to fine-tune. The defaults are GPT-1's (paper, section 4.1; the original code)."""
+
+    epochs: int = option(3, "passes over the training examples (GPT-1: 3)")
+    batch_size: int = option(32, "examples per update (GPT-1: 32)")
+    micro_batch_size: int = option(8, "examples per forward/backward; gradients accumulate")
+    lr: float = option(6.25e-5, "peak learning rate (GPT-1: 6.25e-5)")
+    warmup: float = option(0.002, "fraction of the updates spent warming up (GPT-1: 0.002)")
+    weight_decay: float = option(0.01, "decoupled, on matrices only (GPT-1: 0.01)")
+    grad_clip: float = option(1.0, "global-norm clipping threshold (GPT-1: 1)")
+    lm_coef: float = option(0.5, "lambda, the weight of the auxiliary LM loss; 0 = L2 alone")
+    clf_pdrop: float = option(0.1, "dropout on the extract token's state (GPT-1: 0.1)")
+    transfer_layers: int | None = option(
+        None, "keep the embeddings and the first N pre-trained blocks (-1: none; default all)")
+    eval_every: int = option(0, "evaluate every N updates (0: after every epoch)")
+    log_every: int = option(10, "append a metrics line every N updates")
+    seed: int = option(0, "seeds the head, data order and dropout masks")
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "micro_batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lm_coef < 0:
+            raise ValueError(f"lm_coef must be >= 0, got {self.lm_coef}")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup is a fraction of the updates, in [0, 1): got {self.warmup}")
+
+
+def steps_per_epoch(n_examples, batch_size):
+    """Whole batches per pass (GPT-1 drops the incomplete last one); at least one."""
+    return max(1, n_examples // batch_size)
+
+
+def batch_indices(n_examples, fcfg, step):
+    """The examples of update `step`: a slice of epoch (step // steps)'s seeded shuffle."""
+    per_epoch = steps_per_epoch(n_examples, fcfg.batch_size)
+    epoch, i = divmod(step, per_epoch)
+    order = np.random.default_rng(step_seed(fcfg.seed, epoch, 0)).permutation(n_examples)
+    return order[i * fcfg.batch_size : (i + 1) * fcfg.batch_size]
+
+
+def micro_batches(items, size):
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def finetune_step(model, optimizer, train, step, lr, fcfg):
+    """One update; returns (L3, L2, L1 or None, grad norm), means over the batch."""
+    chosen = [train[i] for i in batch_indices(len(train), fcfg, step)]
+    parts = micro_batches(chosen, fcfg.micro_batch_size)
+    l2_l1 = []
+
+    def loss_and_grads(i):
+        rng = backend.device_rng(model.gpt.device, step_seed(fcfg.seed, step, i + 1))
+        batch = make_batch(parts[i], model.spec.regression)
+        loss, grads, terms = model.finetune_loss_and_grads(batch, fcfg.lm_coef, True, rng)
+        l2_l1.append((len(parts[i]), terms["l2"], terms["l1"] or 0.0))
+        return loss, grads
+
+    loss, grads = mean_over_micro_batches([len(p) for p in parts], loss_and_grads)
+    norm = clip_and_check(grads, loss, fcfg.grad_clip, step)
+    optimizer.step(grads, lr=lr)
+    sizes, l2s, l1s = np.array(l2_l1).T
+    l1 = float(np.average(l1s, weights=sizes)) if fcfg.lm_coef else None
+    return loss, float(np.average(l2s, weights=sizes)), l1, norm
+
+
+def predictions(scores, spec):
+    """Scores -> predicted labels: the argmax class or answer; the value itself for regression."""
+    return scores if spec.regression else scores.argmax(axis=-1)
+
+
+def evaluate_task(model, encoded, batch_size=32):
+    """{"loss": mean L2, "metric": the task's metric} over encoded examples (dropout off)."""
+    spec = model.spec
+    order = sorted(range(len(encoded)), key=lambda i: max(map(len, encoded[i].sequences)))
+    losses, sizes, predicted = [], [], np.zeros(len(encoded))
+    for chunk in micro_batches(order, batch_size):  # similar lengths together: less padding
+        batch = make_batch([encoded[i] for i in chunk], spec.regression)
+        _, l2, _ = model.finetune_loss(batch, lm_coef=0.0)
+        losses.append(l2)
+        sizes.append(len(chunk))
+        predicted[chunk] = predictions(model.scores(batch), spec)
+    labels = np.array([e.label for e in encoded])
+    if not spec.regression:
+        predicted = predicted.astype(np.int64)
+    return {"loss": float(np.average(losses, weights=sizes)),
+            "metric": score(spec.metric, predicted, labels)}
+
+
+def finetune(model, optimizer, train, validation, fcfg, run_dir, start_step=0, progress=True):
+    """Run (or continue) fine-tuning of a TaskModel on encoded examples; returns a summary
+    {"steps", "val_loss", "val_metric", "examples_per_s"}."""
+    metrics_path = run_dir / "metrics.jsonl"
+    truncate_metrics(metrics_path, start_step)
+    per_epoch = steps_per_epoch(len(train), fcfg.batch_size)
+    total_steps = per_epoch * fcfg.epochs
+    warmup_steps = math.ceil(fcfg.warmup * total_steps)
+    eval_every = fcfg.eval_every or per_epoch
+    metric = model.spec.metric
+
+    def lr_at(step):
+        return warmup_linear(step, fcfg.lr, warmup_steps, total_steps)
+
+    def checkpoint(step, val_loss=None):
+        state = {"config": model.gpt.cfg.to_dict(), "finetune": asdict(fcfg),
+                 "task": asdict(model.spec), "total_steps": total_steps}
+        save_checkpoint(run_dir, step, model.params, optimizer.state_dict(), state, val_loss)
+
+    bar = tqdm(total=total_steps, initial=start_step, desc=f"fine-tuning {model.spec.name}",
+               unit="step", disable=not progress, dynamic_ncols=True)
+    step, started, val = start_step, time.perf_counter(), {"loss": None, "metric": None}
+    with GracefulInterrupt() as interrupt:
+        while step < total_steps and not interrupt.requested:
+            loss, l2, l1, norm = finetune_step(model, optimizer, train, step, lr_at(step), fcfg)
+            record = {"step": step + 1, "loss": loss, "l2": l2, "l1": l1, "lr": lr_at(step),
+                      "grad_norm": norm, "epoch": step // per_epoch + 1}
+            step += 1
+            if step % eval_every == 0 or step == total_steps:
+                val = evaluate_task(model, validation, fcfg.batch_size)
+                record.update(val_loss=val["loss"], **{f"val_{metric}": val["metric"]})
+                checkpoint(step, val["loss"])
+                tqdm.write(f"step {step}: validation {metric} {val['metric']:.4f}, "
+                           f"L2 {val['loss']:.4f}")
+            if step % fcfg.log_every == 0 or "val_loss" in record:
+                append_metrics(metrics_path, record)
+            bar.set_postfix(loss=f"{loss:.3f}")
+            bar.update(1)
+    bar.close()
+    if step < total_steps:
+        checkpoint(step)
+        raise KeyboardInterrupt(f"stopped at step {step}; continue with --resume")
+    seconds = max(1e-9, time.perf_counter() - started)
+    return {"steps": step, "val_loss": val["loss"], "val_metric": val["metric"],
+            "examples_per_s": (step - start_step) * fcfg.batch_size / seconds}

@@ -1,0 +1,140 @@
+"""The fine-tuning job: a pre-trained model + a task -> a fine-tuned run folder.
+
+    RUN/
+        run.json          the task, the source checkpoint, the model and fine-tuning configs
+        tokenizer/        the pre-training tokenizer plus _start_, _delimiter_, _classify_
+        metrics.jsonl     one line per logged update (loss, l2, l1, lr, val_<metric>, ...)
+        checkpoints/      last and best (lowest validation L2), weights include clf.*
+        loss.png          training and validation loss
+        results.json      the task's metric on validation and test after the last epoch
+"""
+
+from dataclasses import asdict
+from pathlib import Path
+
+from .bpe import BPETokenizer
+from .checkpoint import load_checkpoint
+from .config import GPTConfig
+from .corpus import load_text_dir
+from .fileio import read_json, write_json_atomic
+from .finetune import FinetuneConfig, evaluate_task, finetune
+from .model import GPT
+from .optim import AdamW
+from .plots import plot_losses
+from .pretrain import FORMAT_VERSION, check_run_dir, load_model, start_run_dir
+from .shakespeare_tasks import SHAKESPEARE_TASKS, make_shakespeare_task
+from .task_files import FILE_TASKS, load_task_files
+from .task_model import HEAD, TaskModel, transfer_layers, with_special_tokens
+from .tasks import TaskSpec, encode_examples, show_layout
+
+
+def task_names():
+    return [*SHAKESPEARE_TASKS, *FILE_TASKS]
+
+
+def load_task(name, data=None, seed=0, text_dir=None):
+    """TaskData for a task name: the Shakespeare tasks are built from `data` (or text_dir,
+    the corpus the model was pre-trained on, or the default corpus); file tasks read `data`."""
+    if name in SHAKESPEARE_TASKS:
+        if data is None and text_dir is None:
+            from .demo import default_corpus
+
+            text_dir = default_corpus("data")
+        return make_shakespeare_task(name, load_text_dir(data or text_dir), seed)
+    if name in FILE_TASKS:
+        if data is None:
+            raise ValueError(f"task {name} is read from its files: give --data FOLDER "
+                             f"({FILE_TASKS[name].description or 'the dataset folder'})")
+        return load_task_files(name, data)
+    raise ValueError(f"unknown task {name!r}; choose one of {', '.join(task_names())}")
+
+
+def source_text_dir(checkpoint):
+    """The corpus a pre-training run folder was trained on, or None."""
+    run_json = Path(checkpoint) / "run.json"
+    if run_json.exists():
+        text_dir = read_json(run_json, what="run description").get("text_dir")
+        if text_dir and Path(text_dir).is_dir():
+            return text_dir
+    return None
+
+
+def encode_splits(task, tokenizer, n_ctx):
+    """{split: [EncodedExample]}, telling how many examples had to be cut to fit n_ctx."""
+    encoded = {}
+    for split, examples in task.splits.items():
+        if not examples:
+            raise ValueError(f"task {task.spec.name}: the {split} split has no examples")
+        encoded[split] = encode_examples(examples, task.spec, tokenizer, n_ctx)
+        cut = sum(e.truncated for e in encoded[split])
+        if cut:
+            print(f"{split}: {cut} of {len(examples)} examples were cut to fit n_ctx={n_ctx} "
+                  "(text nearest the delimiter kept; the extract token always is)")
+    return encoded
+
+
+def new_task_model(gpt, tokenizer, spec, fcfg):
+    """A TaskModel from a pre-trained GPT; the special tokens join the tokenizer (in place)."""
+    gpt = with_special_tokens(gpt, tokenizer, seed=fcfg.seed)
+    if fcfg.transfer_layers is not None:
+        gpt = transfer_layers(gpt, fcfg.transfer_layers, seed=fcfg.seed)
+    return TaskModel(gpt, spec, seed=fcfg.seed, clf_pdrop=fcfg.clf_pdrop)
+
+
+def resumed_task_model(run_dir, device="cpu"):
+    """(TaskModel, tokenizer, checkpoint, FinetuneConfig) of a fine-tuning run to continue."""
+    run = read_json(run_dir / "run.json", what="run description")
+    checkpoint = load_checkpoint(run_dir)
+    cfg = GPTConfig.from_dict(run["config"])
+    fcfg = FinetuneConfig(**run["finetune"])
+    body = {k: v for k, v in checkpoint.params.items() if k not in HEAD}
+    gpt = GPT(cfg, seed=fcfg.seed, device=device, params=body)
+    head = {k: checkpoint.params[k] for k in HEAD}
+    model = TaskModel(gpt, TaskSpec(**run["task"]), fcfg.seed, fcfg.clf_pdrop, head)
+    return model, BPETokenizer.load(run_dir / "tokenizer"), checkpoint, fcfg
+
+
+def run_finetuning(checkpoint, task_name, run_dir, data=None, fcfg=None, which="last",
+                   resume=False, force=False, device="cpu", progress=True, task=None):
+    """Fine-tune (or resume) on a task; returns a summary with validation and test metrics.
+
+    `task` (TaskData) skips loading by name, for callers that built the examples already.
+    """
+    run_dir = check_run_dir(run_dir, resume, force)
+    if resume:
+        model, tokenizer, saved, fcfg = resumed_task_model(run_dir, device)
+        run = read_json(run_dir / "run.json", what="run description")
+        task_name, data = run["task"]["name"], run.get("data")
+        checkpoint, start_step = run["checkpoint"], saved.step
+    else:
+        fcfg = fcfg or FinetuneConfig()
+        start_step = 0
+        gpt, tokenizer = load_model(checkpoint, which, device)  # fails early, before the data
+    task = task or load_task(task_name, data, fcfg.seed, source_text_dir(checkpoint))
+    if not resume:
+        model = new_task_model(gpt, tokenizer, task.spec, fcfg)
+        start_run_dir(run_dir)
+        tokenizer.save(run_dir / "tokenizer")
+        write_json_atomic(run_dir / "run.json", {
+            "format_version": FORMAT_VERSION, "kind": "finetune", "task": asdict(task.spec),
+            "checkpoint": str(checkpoint), "which": which, "data": data and str(data),
+            "config": model.gpt.cfg.to_dict(), "finetune": asdict(fcfg),
+        })  # fmt: skip
+    encoded = encode_splits(task, tokenizer, model.gpt.cfg.n_ctx)
+    print(show_layout(encoded["train"][0], tokenizer))
+    optimizer = AdamW(model.params, lr=fcfg.lr, weight_decay=fcfg.weight_decay)
+    if resume:
+        optimizer.load_state_dict(saved.optimizer)
+        print(f"resuming {run_dir} at step {start_step}")
+    counts = ", ".join(f"{len(v):,} {k}" for k, v in encoded.items())
+    print(f"task {task.spec.name} ({task.spec.kind}, metric {task.spec.metric}): {counts}; "
+          f"lambda = {fcfg.lm_coef}")
+    result = finetune(model, optimizer, encoded["train"], encoded["validation"], fcfg,
+                      run_dir, start_step, progress)
+    scores = {split: evaluate_task(model, examples, fcfg.batch_size)["metric"]
+              for split, examples in encoded.items() if split != "train"}
+    write_json_atomic(run_dir / "results.json", {"task": task.spec.name,
+                                                 "metric": task.spec.metric, **scores})
+    plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png",
+                title=f"fine-tuning on {task.spec.name} (lambda = {fcfg.lm_coef})")
+    return {"run_dir": run_dir, "model": model, "spec": task.spec, "scores": scores, **result}

@@ -1,0 +1,126 @@
+"""Fine-tuning end to end: a small model learns a fixture task well above chance, through
+the job (run folder, checkpoints, results) and the command line."""
+
+import json
+
+import numpy as np
+import pytest
+
+from minigpt1 import GPT, GPTConfig
+from minigpt1.bpe import BPETokenizer
+from minigpt1.cli import main
+from minigpt1.finetune import FinetuneConfig, batch_indices
+from minigpt1.finetune_job import run_finetuning
+from minigpt1.tasks import Example, TaskData, TaskSpec
+
+POSITIVE = ["good", "great", "happy", "lovely", "bright"]
+NEGATIVE = ["bad", "awful", "sad", "grim", "dark"]
+FILLER = ["the", "day", "was", "a", "very", "quite", "and", "then", "it", "so"]
+SPEC = TaskSpec("mood", "classification", ("negative", "positive"), "accuracy")
+
+
+def mood_sentence(rng):
+    """4-7 filler words with one mood word somewhere: the label is that word's mood."""
+    words = list(rng.choice(FILLER, size=rng.integers(4, 8)))
+    label = int(rng.integers(2))
+    words.insert(int(rng.integers(len(words) + 1)), rng.choice([NEGATIVE, POSITIVE][label]))
+    return " ".join(words), label
+
+
+def mood_task(sizes=(256, 64, 64), seed=0):
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for split, n in zip(("train", "validation", "test"), sizes, strict=True):
+        splits[split] = [Example((text,), label, f"{split}:{i}")
+                         for i, (text, label) in enumerate(mood_sentence(rng) for _ in range(n))]
+    return TaskData(SPEC, splits)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A small untrained GPT saved as a model folder with its tokenizer."""
+    folder = tmp_path_factory.mktemp("model")
+    text = " ".join(POSITIVE + NEGATIVE + FILLER)
+    tokenizer = BPETokenizer.train([text] * 5, vocab_size=300, mode="bytes", progress=False)
+    cfg = GPTConfig(vocab_size=tokenizer.vocab_size, n_ctx=32, n_embd=32, n_layer=2, n_head=2)
+    GPT(cfg, seed=0).save_pretrained(folder)
+    tokenizer.save(folder)
+    return folder
+
+
+FAST = FinetuneConfig(epochs=8, batch_size=16, micro_batch_size=8, lr=3e-3, warmup=0.1,
+                      log_every=4)
+
+
+def test_fine_tuning_beats_chance(model_dir, tmp_path):
+    result = run_finetuning(model_dir, "mood", tmp_path / "run", fcfg=FAST, task=mood_task(),
+                            progress=False)
+    # chance is 50%; a keyword task this plain must be learned almost perfectly
+    assert result["scores"]["test"] >= 0.9, result["scores"]
+    assert result["steps"] == 8 * 256 // 16
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved == {"task": "mood", "metric": "accuracy", **result["scores"]}
+    for name in ("run.json", "metrics.jsonl", "loss.png", "tokenizer/vocab.json"):
+        assert (tmp_path / "run" / name).exists(), name
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().split("\n")
+             if x]
+    assert any("val_accuracy" in x for x in lines) and all(x["l1"] is not None for x in lines)
+
+
+def test_l2_only_logs_no_l1(model_dir, tmp_path):
+    fcfg = FinetuneConfig(epochs=1, batch_size=16, lm_coef=0.0, log_every=1)
+    run_finetuning(model_dir, "mood", tmp_path / "run", fcfg=fcfg, task=mood_task((32, 8, 8)),
+                   progress=False)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert lines and all(json.loads(x)["l1"] is None for x in lines)
+
+
+def test_batches_cover_each_epoch_once():
+    fcfg = FinetuneConfig(batch_size=4, seed=3)
+    epoch = np.concatenate([batch_indices(10, fcfg, step) for step in range(2)])
+    assert len(set(epoch.tolist())) == 8  # two whole batches; the last 2 examples wait
+    assert not np.array_equal(batch_indices(10, fcfg, 0), batch_indices(10, fcfg, 2))
+
+
+def write_sst2(folder, rows_by_split):
+    folder.mkdir()
+    for name, rows in rows_by_split.items():
+        lines = ["sentence\tlabel"] + [f"{text}\t{label}" for text, label in rows]
+        (folder / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_cli_finetune_on_glue_files(model_dir, tmp_path, capsys):
+    task = mood_task((64, 16, 0))
+    rows = {f"{name}.tsv": [(e.segments[0], e.label) for e in task.splits[split]]
+            for name, split in (("train", "train"), ("dev", "validation"))}
+    write_sst2(tmp_path / "SST-2", rows)
+    code = main(["finetune", "--checkpoint", str(model_dir), "--task", "sst2", "--data",
+                 str(tmp_path / "SST-2"), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--batch-size", "16", "--lr", "1e-3"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "[_start_]" in out and "[_classify_]" in out  # the layout of a first example
+    assert "validation" in json.loads((tmp_path / "run" / "results.json").read_text())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "nope"], "unknown task 'nope'"),
+    (["--task", "sst2"], "give --data"),
+    (["--task", "sst2", "--data", "missing-folder"], "missing-folder"),
+    (["--task", "mood", "--lm-coef", "-1"], "lm_coef must be >= 0"),
+])  # fmt: skip
+def test_cli_finetune_errors(model_dir, tmp_path, capsys, args, message):
+    code = main(["finetune", "--checkpoint", str(model_dir), "--out", str(tmp_path / "r"), *args])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # nothing half-written
+
+
+def test_checkpoint_without_tokenizer(model_dir, tmp_path, capsys):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (bare / name).write_bytes((model_dir / name).read_bytes())
+    code = main(["finetune", "--checkpoint", str(bare), "--task", "genre", "--out",
+                 str(tmp_path / "r")])
+    assert code == 2 and "has no tokenizer" in capsys.readouterr().err
