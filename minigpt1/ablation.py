@@ -38,7 +38,7 @@ CHANCE = {"genre": 1 / 3, "continuation": 0.5, "same-work": 0.5, "next-line": 0.
 def ablation_config(**overrides):
     """The fine-tuning settings of the ablation: GPT-1's recipe, with the learning rate and
     epochs a 4 x 128 model needs (found by experiment; see README, Results)."""
-    return replace(FinetuneConfig(lr=5e-4, epochs=3), **overrides)
+    return replace(FinetuneConfig(lr=1e-3, epochs=3), **overrides)
 
 
 def zero_shot_multiple_choice(model, tokenizer, examples, progress=True):

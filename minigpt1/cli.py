@@ -115,7 +115,8 @@ def _add_config_flags(command, defaults, skip=()):
     for f in fields(defaults):
         if f.name not in skip:
             default = getattr(defaults, f.name)
-            kind = {"transfer_layers": int, "minutes": float}.get(f.name, type(default))
+            kind = {"transfer_layers": int, "max_train_examples": int, "minutes": float}.get(
+                f.name, type(default))
             command.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default,
                                  help=f"{f.metadata['help']} (default {default})")
 

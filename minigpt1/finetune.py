@@ -49,6 +49,8 @@ class FinetuneConfig:
     clf_pdrop: float = option(0.1, "dropout on the extract token's state (GPT-1: 0.1)")
     transfer_layers: int | None = option(
         None, "keep the embeddings and the first N pre-trained blocks (-1: none; default all)")
+    max_train_examples: int | None = option(
+        None, "train on a seeded random subset of this many examples (default: all)")
     eval_every: int = option(0, "evaluate every N updates (0: after every epoch)")
     log_every: int = option(10, "append a metrics line every N updates")
     seed: int = option(0, "seeds the head, data order and dropout masks")

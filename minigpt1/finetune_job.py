@@ -12,6 +12,8 @@
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from .bpe import BPETokenizer
 from .checkpoint import load_checkpoint
 from .config import GPTConfig
@@ -25,7 +27,7 @@ from .pretrain import FORMAT_VERSION, check_run_dir, load_model, start_run_dir
 from .shakespeare_tasks import SHAKESPEARE_TASKS, make_shakespeare_task
 from .task_files import FILE_TASKS, load_task_files
 from .task_model import HEAD, TaskModel, transfer_layers, with_special_tokens
-from .tasks import TaskSpec, encode_examples, show_layout
+from .tasks import TaskData, TaskSpec, encode_examples, show_layout
 
 
 def task_names():
@@ -57,6 +59,15 @@ def source_text_dir(checkpoint):
         if text_dir and Path(text_dir).is_dir():
             return text_dir
     return None
+
+
+def subsample_train(task, n, seed):
+    """The task with a seeded random subset of n training examples (order kept)."""
+    train = task.splits["train"]
+    if n < 1:
+        raise ValueError(f"max_train_examples must be at least 1, got {n}")
+    keep = np.sort(np.random.default_rng(seed).permutation(len(train))[:n])
+    return TaskData(task.spec, {**task.splits, "train": [train[i] for i in keep]})
 
 
 def encode_splits(task, tokenizer, n_ctx):
@@ -120,6 +131,8 @@ def run_finetuning(checkpoint, task_name, run_dir, data=None, fcfg=None, which="
             "checkpoint": str(checkpoint), "which": which, "data": data and str(data),
             "config": model.gpt.cfg.to_dict(), "finetune": asdict(fcfg),
         })  # fmt: skip
+    if fcfg.max_train_examples is not None:
+        task = subsample_train(task, fcfg.max_train_examples, fcfg.seed)
     encoded = encode_splits(task, tokenizer, model.gpt.cfg.n_ctx)
     print(show_layout(encoded["train"][0], tokenizer))
     optimizer = AdamW(model.params, lr=fcfg.lr, weight_decay=fcfg.weight_decay)

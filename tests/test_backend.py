@@ -10,7 +10,9 @@ from minigpt1 import GPT, GPTConfig, backend
 from minigpt1.gradcheck import failures, rel_error
 
 PACKAGE = Path(__file__).resolve().parents[1] / "minigpt1"
-COMPUTE_MODULES = sorted(PACKAGE.glob("layers/*.py")) + [PACKAGE / "block.py", PACKAGE / "model.py"]
+COMPUTE_MODULES = sorted(PACKAGE.glob("layers/*.py")) + [
+    PACKAGE / name for name in ("block.py", "model.py", "task_model.py")
+]
 
 
 @pytest.mark.parametrize("path", COMPUTE_MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))

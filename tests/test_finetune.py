@@ -124,3 +124,57 @@ def test_checkpoint_without_tokenizer(model_dir, tmp_path, capsys):
     code = main(["finetune", "--checkpoint", str(bare), "--task", "genre", "--out",
                  str(tmp_path / "r")])
     assert code == 2 and "has no tokenizer" in capsys.readouterr().err
+
+
+def test_resume_is_bit_exact(model_dir, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from minigpt1 import finetune as loop
+    from minigpt1.checkpoint import load_checkpoint
+
+    fcfg = FinetuneConfig(epochs=2, batch_size=16, micro_batch_size=8, lr=1e-3, log_every=1)
+    task = mood_task((64, 16, 16))
+    straight = run_finetuning(model_dir, "mood", tmp_path / "a", fcfg=fcfg, task=task,
+                              progress=False)
+    real_step = loop.finetune_step
+
+    def step_then_interrupt(model, optimizer, train, step, *args):
+        out = real_step(model, optimizer, train, step, *args)
+        if step + 1 == 3:  # in the middle of the first epoch
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(loop, "finetune_step", step_then_interrupt)
+    with pytest.raises(KeyboardInterrupt, match="stopped at step 3"):
+        run_finetuning(model_dir, "mood", tmp_path / "b", fcfg=fcfg, task=task, progress=False)
+    monkeypatch.setattr(loop, "finetune_step", real_step)
+    resumed = run_finetuning(model_dir, "mood", tmp_path / "b", task=task, resume=True,
+                             progress=False)
+    assert resumed["scores"] == straight["scores"]
+    read = [(tmp_path / run / "metrics.jsonl").read_text() for run in ("a", "b")]
+    assert read[0] == read[1]  # every logged float, bit for bit
+    a, b = load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "b")
+    assert set(a.params) == set(b.params) and "clf.weight" in a.params
+    assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+
+
+def test_regression_and_multiple_choice_run_end_to_end(model_dir, tmp_path):
+    # one short run per remaining head: a score in [0, 5] (STS-B-like) and 3 answers
+    rng = np.random.default_rng(1)
+    reg = TaskSpec("score", "similarity", (), "pearson")
+    pairs = [(mood_sentence(rng), mood_sentence(rng)) for _ in range(48)]
+    examples = [Example((a[0], b[0]), 2.5 * (a[1] + b[1]), f"pair:{i}")
+                for i, (a, b) in enumerate(pairs)]
+    task = TaskData(reg, {"train": examples[:32], "validation": examples[32:]})
+    fcfg = FinetuneConfig(epochs=2, batch_size=8, lr=1e-3)
+    result = run_finetuning(model_dir, "score", tmp_path / "reg", fcfg=fcfg, task=task,
+                            progress=False)
+    assert -1.0 <= result["scores"]["validation"] <= 1.0
+    mc = TaskSpec("pick", "multiple_choice", ("A", "B", "C"), "accuracy")
+    examples = [Example(("the day was", *(mood_sentence(rng)[0] for _ in range(3))), i % 3)
+                for i in range(24)]
+    task = TaskData(mc, {"train": examples[:16], "validation": examples[16:]})
+    result = run_finetuning(model_dir, "pick", tmp_path / "mc", fcfg=fcfg, task=task,
+                            progress=False)
+    assert result["scores"]["validation"] in {i / 8 for i in range(9)}
