@@ -233,7 +233,8 @@ def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
             if not fitted and step == min(MEASURED_STEPS + 2, total_steps):  # fix the schedule
                 timed = durations[2:] or durations  # the first two pay for first touches
                 seconds = sum(timed) / len(timed)
-                total_steps = fit_steps_to_budget(tcfg, seconds)
+                # never fewer than already done: the last update must still be evaluated
+                total_steps = max(step, fit_steps_to_budget(tcfg, seconds))
                 fitted, bar.total = True, total_steps
                 tqdm.write(f"measured {seconds:.2f} s per update: {total_steps} updates "
                            f"planned ({total_steps * seconds / 60:.1f} min)")

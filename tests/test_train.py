@@ -143,3 +143,12 @@ def test_a_time_budget_sets_the_number_of_updates(tmp_path, tokenizer_dir):
     last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == result["steps"] and "val_loss" in last  # evaluated at the end
     assert load_checkpoint(tmp_path).state["total_steps"] == result["steps"]
+
+
+def test_a_budget_smaller_than_the_timed_updates_still_ends_evaluated(tmp_path, tokenizer_dir):
+    # the 10 updates that time the step are done before the budget is known: a budget that
+    # fits fewer must end right there, evaluated, not skip its final evaluation
+    tcfg = TrainConfig(max_steps=10**6, minutes=1e-5, **{**SMALL, "eval_every": 10**6})
+    result = run(tmp_path, tokenizer_dir, tcfg=tcfg)
+    assert result["steps"] == train.MEASURED_STEPS + 2 and result["val_loss"] is not None
+    assert load_checkpoint(tmp_path).step == result["steps"]
