@@ -148,6 +148,9 @@ def _add_finetune_command(sub):
     finetune.add_argument("--resume", action="store_true", help="continue the run in --out")
     finetune.add_argument("--force", action="store_true", help="replace a run already in --out")
     finetune.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    finetune.add_argument("--no-truncation", action="store_true",
+                          help="stop at an example longer than the context instead of cutting "
+                               "its text (by default the text is cut; the extract token stays)")
     _add_config_flags(finetune, FinetuneConfig())
     finetune.set_defaults(run=_finetune)
 
@@ -158,7 +161,8 @@ def _finetune(args):
 
     fcfg = _config_from_args(FinetuneConfig, args)
     result = run_finetuning(args.checkpoint, args.task, args.out, args.data, fcfg, args.which,
-                            args.resume, args.force, args.device)
+                            args.resume, args.force, args.device,
+                            allow_truncation=not args.no_truncation)
     scores = ", ".join(f"{split} {value:.4f}" for split, value in result["scores"].items())
     print(f"done: {result['steps']} updates; {result['spec'].metric}: {scores}; "
           f"run folder {args.out}")

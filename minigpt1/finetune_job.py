@@ -70,13 +70,13 @@ def subsample_train(task, n, seed):
     return TaskData(task.spec, {**task.splits, "train": [train[i] for i in keep]})
 
 
-def encode_splits(task, tokenizer, n_ctx):
+def encode_splits(task, tokenizer, n_ctx, allow_truncation=True):
     """{split: [EncodedExample]}, telling how many examples had to be cut to fit n_ctx."""
     encoded = {}
     for split, examples in task.splits.items():
         if not examples:
             raise ValueError(f"task {task.spec.name}: the {split} split has no examples")
-        encoded[split] = encode_examples(examples, task.spec, tokenizer, n_ctx)
+        encoded[split] = encode_examples(examples, task.spec, tokenizer, n_ctx, allow_truncation)
         cut = sum(e.truncated for e in encoded[split])
         if cut:
             print(f"{split}: {cut} of {len(examples)} examples were cut to fit n_ctx={n_ctx} "
@@ -106,24 +106,30 @@ def resumed_task_model(run_dir, device="cpu"):
 
 
 def run_finetuning(checkpoint, task_name, run_dir, data=None, fcfg=None, which="last",
-                   resume=False, force=False, device="cpu", progress=True, task=None):
+                   resume=False, force=False, device="cpu", progress=True, task=None,
+                   allow_truncation=True):
     """Fine-tune (or resume) on a task; returns a summary with validation and test metrics.
 
     `task` (TaskData) skips loading by name, for callers that built the examples already.
+    With allow_truncation=False an example longer than the context is an error, not cut.
     """
     run_dir = check_run_dir(run_dir, resume, force)
+    start_step = 0
     if resume:
         model, tokenizer, saved, fcfg = resumed_task_model(run_dir, device)
         run = read_json(run_dir / "run.json", what="run description")
-        task_name, data = run["task"]["name"], run.get("data")
-        checkpoint, start_step = run["checkpoint"], saved.step
+        task_name, data, checkpoint = run["task"]["name"], run.get("data"), run["checkpoint"]
+        start_step = saved.step
     else:
         fcfg = fcfg or FinetuneConfig()
-        start_step = 0
         gpt, tokenizer = load_model(checkpoint, which, device)  # fails early, before the data
     task = task or load_task(task_name, data, fcfg.seed, source_text_dir(checkpoint))
+    if fcfg.max_train_examples is not None:
+        task = subsample_train(task, fcfg.max_train_examples, fcfg.seed)
     if not resume:
         model = new_task_model(gpt, tokenizer, task.spec, fcfg)
+    encoded = encode_splits(task, tokenizer, model.gpt.cfg.n_ctx, allow_truncation)
+    if not resume:  # only now: bad data must not cost an earlier run its folder
         start_run_dir(run_dir)
         tokenizer.save(run_dir / "tokenizer")
         write_json_atomic(run_dir / "run.json", {
@@ -131,9 +137,6 @@ def run_finetuning(checkpoint, task_name, run_dir, data=None, fcfg=None, which="
             "checkpoint": str(checkpoint), "which": which, "data": data and str(data),
             "config": model.gpt.cfg.to_dict(), "finetune": asdict(fcfg),
         })  # fmt: skip
-    if fcfg.max_train_examples is not None:
-        task = subsample_train(task, fcfg.max_train_examples, fcfg.seed)
-    encoded = encode_splits(task, tokenizer, model.gpt.cfg.n_ctx)
     print(show_layout(encoded["train"][0], tokenizer))
     optimizer = AdamW(model.params, lr=fcfg.lr, weight_decay=fcfg.weight_decay)
     if resume:

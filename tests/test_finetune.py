@@ -116,6 +116,20 @@ def test_cli_finetune_errors(model_dir, tmp_path, capsys, args, message):
     assert not (tmp_path / "r").exists()  # nothing half-written
 
 
+def test_cli_no_truncation_names_the_line(model_dir, tmp_path, capsys):
+    long = " ".join(["the day was very good"] * 20)  # far more than the model's 32 positions
+    write_sst2(tmp_path / "SST-2", {"train.tsv": [("a good day", 1), (long, 0)],
+                                    "dev.tsv": [("a sad day", 0)]})
+    args = ["finetune", "--checkpoint", str(model_dir), "--task", "sst2", "--data",
+            str(tmp_path / "SST-2"), "--out", str(tmp_path / "r")]
+    assert main([*args, "--no-truncation"]) == 2
+    err = capsys.readouterr().err
+    assert "train.tsv:3:" in err and "n_ctx=32" in err
+    assert not (tmp_path / "r").exists()
+    assert main([*args, "--epochs", "1"]) == 0  # by default the text is cut, and it says so
+    assert "train: 1 of 2 examples were cut to fit n_ctx=32" in capsys.readouterr().out
+
+
 def test_checkpoint_without_tokenizer(model_dir, tmp_path, capsys):
     bare = tmp_path / "bare"
     bare.mkdir()
