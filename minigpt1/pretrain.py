@@ -20,12 +20,13 @@ from .bpe import BPETokenizer
 from .checkpoint import load_checkpoint, read_index
 from .config import GPTConfig
 from .corpus import cache_file, chars_and_bytes, encode_texts, load_text_dir, split_documents
+from .estimate import describe
 from .fileio import read_json, write_json_atomic
-from .model import GPT, parameter_count
+from .model import GPT
 from .optim import AdamW
 from .plots import plot_losses, plot_lr
 from .pretrained import from_pretrained
-from .train import TrainConfig, estimate_memory, pretrain
+from .train import TrainConfig, pretrain
 
 FORMAT_VERSION = 1
 DROPOUTS = ("embd_pdrop", "attn_pdrop", "resid_pdrop")
@@ -96,12 +97,8 @@ def check_resume(run, checkpoint, tokenizer):
 
 
 def print_estimate(cfg, tcfg):
-    n = parameter_count(cfg)
-    memory = estimate_memory(cfg, tcfg.micro_batch_size, cfg.n_ctx)
-    parts = ", ".join(f"{k} {v / 2**20:,.0f}" for k, v in memory.items())
-    print(f"model: {cfg.n_layer} layers, C={cfg.n_embd}, {cfg.n_head} heads, n_ctx={cfg.n_ctx}, "
-          f"V={cfg.vocab_size:,}: {n:,} parameters")
-    print(f"memory estimate: {sum(memory.values()) / 2**20:,.0f} MiB ({parts} MiB)")
+    lines = describe(cfg, tcfg.batch_size, cfg.n_ctx, micro_batch_size=tcfg.micro_batch_size)
+    print("model: " + "\n".join(lines))
     print(f"batch: {tcfg.batch_size} x {cfg.n_ctx} tokens per update, in micro-batches of "
           f"{tcfg.micro_batch_size}")
 

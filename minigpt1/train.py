@@ -20,8 +20,8 @@ from tqdm import tqdm
 from . import backend
 from .checkpoint import save_checkpoint
 from .corpus import eval_windows, random_windows
+from .estimate import flops_per_token
 from .fileio import write_text_atomic
-from .model import parameter_count
 from .optim import clip_grad_norm, warmup_cosine
 
 
@@ -130,17 +130,6 @@ def evaluate(model, windows, micro_batch_size):
     return float(np.average(losses, weights=[len(batch) for batch in batches]))
 
 
-def estimate_memory(cfg, micro_batch_size, seq_len):
-    """Rough bytes (float32) for parameters, gradients, Adam moments and one micro-batch's
-    activations: per block and token the caches hold about 22 C values and 3 nh T attention
-    probabilities; the LM head adds its probabilities and their gradient, 2 V per token."""
-    n = parameter_count(cfg)
-    tokens = micro_batch_size * seq_len
-    per_token = cfg.n_layer * (22 * cfg.n_embd + 3 * cfg.n_head * seq_len) + 2 * cfg.vocab_size
-    return {"parameters": 4 * n, "gradients": 4 * n, "adam moments": 8 * n,
-            "activations": 4 * tokens * per_token}
-
-
 MEASURED_STEPS = 8  # updates timed before a wall-clock budget is turned into a step count
 
 
@@ -236,8 +225,9 @@ def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
                 # never fewer than already done: the last update must still be evaluated
                 total_steps = max(step, fit_steps_to_budget(tcfg, seconds))
                 fitted, bar.total = True, total_steps
-                tqdm.write(f"measured {seconds:.2f} s per update: {total_steps} updates "
-                           f"planned ({total_steps * seconds / 60:.1f} min)")
+                gflops = flops_per_token(model.cfg, seq_len).training * tokens_per_step / 1e9
+                tqdm.write(f"measured {seconds:.2f} s per update ({gflops / seconds:,.0f} GFLOP/s):"
+                           f" {total_steps} updates planned ({total_steps * seconds / 60:.1f} min)")
             if step % tcfg.eval_every == 0 or step == total_steps:
                 val_loss = evaluate(model, val, tcfg.micro_batch_size)
                 record.update(val_loss=val_loss, val_ppl=math.exp(min(val_loss, 700)))

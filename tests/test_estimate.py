@@ -1,0 +1,88 @@
+"""FLOPs and memory estimates, checked against the model's own shapes and allocations."""
+
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from minigpt1 import GPT, GPTConfig, parameter_shapes
+from minigpt1.estimate import describe, estimate_memory, flops_per_token
+
+
+def matmul_flops_from_shapes(cfg, T):
+    """Forward FLOPs per token read off the weight shapes: 2 * in * out per linear, the tied
+    head 2 C V, and attention's two (T x hs) products per head: 4 T C per layer."""
+    shapes = parameter_shapes(cfg)
+    linears = sum(2 * shape[0] * shape[1] for name, shape in shapes.items()
+                  if name.startswith("h.") and name.endswith(".weight") and len(shape) == 2)
+    return linears + 2 * cfg.n_embd * cfg.vocab_size + cfg.n_layer * 4 * T * cfg.n_embd
+
+
+@pytest.mark.parametrize("name", ["tiny", "small", "gpt1"])
+@pytest.mark.parametrize("T", [None, 64])
+def test_flops_match_the_weight_shapes(name, T):
+    cfg = GPTConfig.preset(name)
+    flops = flops_per_token(cfg, T)
+    assert flops.forward == matmul_flops_from_shapes(cfg, T or cfg.n_ctx)
+    assert flops.training == 3 * flops.forward
+
+
+def test_training_is_six_flops_per_matrix_parameter_plus_attention():
+    # the usual rule of thumb, 6 N: N counts the blocks' matrices and the tied head, not the
+    # biases, LayerNorms or position table, which no matrix product uses
+    cfg = GPTConfig.preset("gpt1")
+    body_and_head = 12 * cfg.n_layer * cfg.n_embd**2 + cfg.n_embd * cfg.vocab_size
+    attention = 12 * cfg.n_layer * cfg.n_ctx * cfg.n_embd
+    assert flops_per_token(cfg).training == 6 * body_and_head + attention
+
+
+def test_parameter_memory_is_exact():
+    cfg = GPTConfig.preset("tiny")
+    model = GPT(cfg, seed=0)
+    memory = estimate_memory(cfg, 2, cfg.n_ctx)
+    assert memory["parameters"] == sum(p.nbytes for p in model.params.values())
+    assert memory["adam moments"] == 2 * memory["parameters"]
+
+
+@pytest.mark.parametrize("batch", [2, 4])
+def test_activation_memory_is_close_to_what_a_step_allocates(batch):
+    cfg = GPTConfig.preset("tiny")
+    model = GPT(cfg, seed=0)
+    ids = np.random.default_rng(0).integers(0, cfg.vocab_size, size=(batch, cfg.n_ctx + 1))
+    model.lm_loss_and_grads(ids, train=True, rng=np.random.default_rng(0))  # warm caches
+    tracemalloc.start()
+    try:
+        _, grads = model.lm_loss_and_grads(ids, train=True, rng=np.random.default_rng(0))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    memory = estimate_memory(cfg, batch, cfg.n_ctx)
+    assert memory["gradients"] == sum(g.nbytes for g in grads.values())
+    ratio = (memory["activations"] + memory["gradients"]) / peak
+    assert 0.75 < ratio < 1.25, f"estimate / measured peak = {ratio:.2f}"
+
+
+def test_describe_states_the_best_case_speed():
+    cfg = GPTConfig.preset("small")
+    lines = describe(cfg, batch_size=8, peak_gflops=100.0)
+    best = 100e9 / flops_per_token(cfg).training
+    assert f"at most {best:,.0f} training tokens/s" in lines[-1]
+    assert f"{8 * 128 / best * 1000:,.0f} ms" in lines[-1]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "minigpt1", "estimate", *args],
+                          capture_output=True, text=True)
+
+
+def test_cli_prints_each_preset():
+    result = run_cli("--preset", "tiny", "--preset", "gpt1", "--no-measure")
+    assert result.returncode == 0, result.stderr
+    assert "1,333,760 parameters" in result.stdout and "116,534,784 parameters" in result.stdout
+
+
+def test_cli_rejects_an_unknown_preset():
+    result = run_cli("--preset", "huge", "--no-measure")
+    assert result.returncode != 0 and "unknown preset 'huge'" in result.stderr
