@@ -5,9 +5,9 @@
     python benchmarks/train_step.py --device cuda        # CuPy, on a machine with a GPU
 
 It prints the median step time over several steps after a warm-up, the tokens per second
-that gives, the model FLOPs per token (6 N + attention, the usual estimate) and the peak
-memory: the process's peak resident set on the CPU, CuPy's memory pool on the GPU.
-It also checks that no array silently became float64 along the way.
+that gives, the GFLOP/s achieved (matrix-product FLOPs, as `python -m minigpt1 estimate` counts
+them) and the peak memory: the process's peak resident set on the CPU, CuPy's memory pool on
+the GPU. It also checks that no array silently became float64 along the way.
 """
 
 import argparse
@@ -22,12 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minigpt1 import GPT, GPTConfig, backend, parameter_count  # noqa: E402
+from minigpt1.estimate import flops_per_token  # noqa: E402
 from minigpt1.optim import AdamW, clip_grad_norm  # noqa: E402
-
-
-def flops_per_token(cfg, T):
-    """Forward + backward FLOPs per token: 6 per parameter plus attention's 6 L T C."""
-    return 6 * parameter_count(cfg) + 6 * cfg.n_layer * T * cfg.n_embd
 
 
 def synchronize(device):
@@ -78,7 +74,8 @@ def main(argv=None):
           f"{args.steps} timed steps")
     print(f"step time (median)   {step_time * 1000:10.1f} ms")
     print(f"training tokens/s    {tokens / step_time:10,.0f}")
-    print(f"achieved GFLOP/s     {flops_per_token(cfg, T) * tokens / step_time / 1e9:10.1f}")
+    gflops = flops_per_token(cfg, T).training * tokens / step_time / 1e9
+    print(f"achieved GFLOP/s     {gflops:10.1f}")
     print(f"peak memory          {peak_memory_mb(args.device):10,.0f} MiB")
     print(f"float64 arrays       {'none' if not wrong else ', '.join(wrong)}")
     return 1 if wrong else 0

@@ -19,6 +19,7 @@ def build_parser():
     _add_ablation_command(sub)
     _add_generate_command(sub)
     _add_export_command(sub)
+    _add_estimate_command(sub)
     _add_bpe_commands(sub)
     return parser
 
@@ -234,6 +235,35 @@ def _export(args):
 
     out = export_run(args.checkpoint, args.out, args.which, args.force)
     print(f"wrote {out}/ (config.json, model.safetensors, vocab.json, merges.txt)")
+    return 0
+
+
+def _add_estimate_command(sub):
+    estimate = sub.add_parser("estimate", help="FLOPs per token, memory and best-case speed")
+    estimate.add_argument("--preset", action="append", metavar="NAME",
+                          help="tiny | small | gpt1; repeat for several (default: all)")
+    estimate.add_argument("--batch", type=int, default=8, help="sequences per update")
+    estimate.add_argument("--seq", type=int, metavar="T", help="sequence length (default n_ctx)")
+    estimate.add_argument("--no-measure", action="store_true",
+                          help="skip timing this machine's float32 matrix product")
+    estimate.set_defaults(run=_estimate)
+
+
+def _estimate(args):
+    from .config import PRESETS, GPTConfig
+    from .estimate import describe, matmul_peak
+
+    names = args.preset or list(PRESETS)
+    if args.batch < 1 or (args.seq is not None and args.seq < 1):
+        raise ValueError("--batch and --seq must be positive")
+    configs = {name: GPTConfig.preset(name) for name in names}  # unknown names fail here
+    peak = None if args.no_measure else matmul_peak()
+    if peak:
+        print(f"this machine's float32 matmul (1024 x 1024 x 1024): {peak:,.0f} GFLOP/s")
+    for name, cfg in configs.items():
+        print(f"\n{name}")
+        for line in describe(cfg, args.batch, args.seq, peak):
+            print(f"  {line}")
     return 0
 
 
