@@ -37,6 +37,8 @@ def keep_freed_memory():
         return False
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from <malloc.h>
     return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
+
 DTYPES = ("float32", "float64")
 
 
@@ -55,6 +57,19 @@ def xp_of(*arrays):
     if cupy is not None:
         return cupy.get_array_module(*arrays)
     return numpy
+
+
+def fused_kernels(array):
+    """The fused CUDA kernels (minigpt1.cuda_kernels) for a CuPy array; None for NumPy.
+
+    A layer asks this first: on a GPU one kernel replaces its several passes over memory; on
+    the CPU it runs its NumPy lines, which stay the reference the kernels are tested against.
+    """
+    if cupy is None or not isinstance(array, cupy.ndarray):
+        return None
+    from . import cuda_kernels  # compiles nothing until a kernel is first called
+
+    return cuda_kernels
 
 
 def module_for(device):

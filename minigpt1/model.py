@@ -178,8 +178,11 @@ class GPT:
             blocks.append(cache)
         return x, BodyCache(embedding, embd_dropout, blocks)
 
-    def body_backward(self, dh, cache):
-        """dh (B, T, C) -> gradients of every parameter, as a dict with the params' keys."""
+    def body_backward(self, dh, cache, dwte=None):
+        """dh (B, T, C) -> gradients of every parameter, as a dict with the params' keys.
+
+        `dwte` (V, C), the tied LM head's gradient, receives the embedding's share in place.
+        """
         grads = {}
         for i in reversed(range(self.cfg.n_layer)):
             dh, block_grads = block_backward(dh, cache.blocks[i])
@@ -187,7 +190,7 @@ class GPT:
         # forward: x = dropout(wte[ids] + wpe[:T])
         dh = dropout_backward(dh, cache.embd_dropout)
         grads["tokens_embed.weight"], grads["positions_embed.weight"] = embedding_backward(
-            dh, cache.embedding
+            dh, cache.embedding, dwte
         )
         return {name: grads[name] for name in self.params}  # HF order
 
@@ -231,8 +234,7 @@ class GPT:
         """
         loss, head, body = self._lm_forward(ids, mask, train, rng)
         dh, dwte = self.lm_head_backward(1.0, head)  # seeded with dL/dL = 1
-        grads = self.body_backward(dh, body)
-        grads["tokens_embed.weight"] += dwte  # the tied head's share of the embedding gradient
+        grads = self.body_backward(dh, body, dwte)  # the embedding adds its share into dwte
         return float(loss), grads
 
     def _lm_forward(self, ids, mask, train, rng):

@@ -166,9 +166,7 @@ class TaskModel:
         if cache.lm is not None:
             dh_lm, dwte = self.gpt.lm_head_backward(lm_coef, cache.lm)  # seeded with lambda
             dh[:, :-1] += dh_lm
-        grads = self.gpt.body_backward(dh, cache.body)
-        if dwte is not None:
-            grads["tokens_embed.weight"] += dwte
+        grads = self.gpt.body_backward(dh, cache.body, dwte)  # adds into dwte when there is one
         grads["clf.weight"], grads["clf.bias"] = dweight, dbias
         l1 = None if l1 is None else float(l1)
         return float(l2) + lm_coef * (l1 or 0.0), grads, {"l2": float(l2), "l1": l1}

@@ -42,6 +42,32 @@ def test_adamw_second_step_by_hand():
     assert state["step"] == 2 and state["m.b"][0] == pytest.approx(m)
 
 
+def test_adamw_in_slices_matches_the_formulas():
+    # a matrix spanning two slices and part of a third, in float64: the rearranged in-place
+    # update (m += (1 - b1)(g - m), corrections folded into two scalars) is the textbook one
+    rng = np.random.default_rng(0)
+    lr, (b1, b2), eps, wd = 1e-2, (0.9, 0.999), 1e-8, 0.1
+    shape = (3, (2 * AdamW.SLICE + 123) // 3)
+    p = rng.standard_normal(shape)
+    params = {"w": p.copy()}
+    opt = AdamW(params, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd)
+    m = v = np.zeros(shape)
+    for t in (1, 2, 3):
+        g = rng.standard_normal(shape)
+        opt.step({"w": g})
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        p = p * (1 - lr * wd) - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+    assert np.allclose(params["w"], p, rtol=1e-12, atol=1e-15)
+    assert np.allclose(opt.m["w"], m, rtol=1e-12) and np.allclose(opt.v["w"], v, rtol=1e-12)
+
+
+def test_adamw_refuses_a_parameter_it_cannot_update_in_place():
+    params = {"w": np.ones((4, 3)).T}  # a transposed view: not contiguous
+    with pytest.raises(ValueError, match="w must be a contiguous array"):
+        AdamW(params).step({"w": np.ones((3, 4))})
+
+
 def test_weight_decay_touches_matrices_only():
     params = {
         "h.0.mlp.c_fc.weight": np.ones((2, 3)),

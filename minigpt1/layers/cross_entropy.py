@@ -9,7 +9,9 @@ sequences, the way GPT-1's fine-tuning code averaged its auxiliary LM loss.
 
 Backward (dloss is the upstream scalar):
     dlogits[i] = dloss * w_i / sum(w) * (softmax(z_i) - onehot(y_i))
-The one-hot matrix is never built: we subtract at the target indices instead.
+The one-hot matrix is never built: we subtract at the target indices instead. The forward
+keeps exp(z - max(z)) unnormalised with its row sums: the loss needs only the sums, and the
+backward folds 1 / sum into the per-row factor it multiplies by anyway (one pass, not two).
 """
 
 from typing import NamedTuple
@@ -18,7 +20,8 @@ from ..backend import xp_of
 
 
 class CrossEntropyCache(NamedTuple):
-    probs: object  # (N, V) softmax of the logits
+    exps: object  # (N, V) exp(z - max(z)): the softmax before dividing by its row sums
+    sumexp: object  # (N,) the row sums
     targets: object  # (N,) target ids
     scale: object  # (N,) w_i / sum(w): each position's share of the mean
     shape: tuple  # (..., V) the logits' original shape
@@ -31,27 +34,26 @@ def cross_entropy_forward(logits, targets, mask=None):
     z = logits.reshape(-1, V)  # (N, V)
     y = targets.reshape(-1)  # (N,)
     if mask is None:
-        w = xp.ones(y.shape, dtype=logits.dtype)
+        w, count = xp.ones(y.shape, dtype=logits.dtype), y.size  # on a GPU: no read-back
     else:
         w = mask.reshape(-1).astype(logits.dtype)  # (N,)
-    count = float(w.sum())
+        count = float(w.sum())
     if count <= 0:
         raise ValueError("cross-entropy over an empty mask: at least one target must count")
     shifted = z - z.max(axis=1, keepdims=True)  # (N, V), every entry <= 0
-    probs = xp.exp(shifted)  # (N, V), unnormalised for now
-    sumexp = probs.sum(axis=1, keepdims=True)  # (N, 1)
-    probs /= sumexp
-    rows = xp.arange(y.shape[0])
-    logp_target = shifted[rows, y] - xp.log(sumexp[:, 0])  # (N,)
+    shifted_target = shifted[xp.arange(y.shape[0]), y]  # (N,), read before exp overwrites it
+    exps = xp.exp(shifted, out=shifted)  # (N, V), in place
+    sumexp = exps.sum(axis=1)  # (N,)
+    logp_target = shifted_target - xp.log(sumexp)  # (N,)
     scale = w / count  # (N,)
     loss = -(scale * logp_target).sum()
-    return loss, CrossEntropyCache(probs, y, scale, logits.shape)
+    return loss, CrossEntropyCache(exps, sumexp, y, scale, logits.shape)
 
 
 def cross_entropy_backward(dloss, cache):
-    xp = xp_of(cache.probs)
-    probs, y, scale, shape = cache
-    # forward: loss = -sum_i scale_i * log(probs[i, y_i])
-    dlogits = probs * (dloss * scale)[:, None]  # (N, V): the softmax part
+    xp = xp_of(cache.exps)
+    exps, sumexp, y, scale, shape = cache
+    # forward: loss = -sum_i scale_i * log(exps[i, y_i] / sumexp_i)
+    dlogits = exps * (dloss * scale / sumexp)[:, None]  # (N, V): the softmax part
     dlogits[xp.arange(y.shape[0]), y] -= dloss * scale  # minus the one-hot part
     return dlogits.reshape(shape)

@@ -7,7 +7,9 @@ already seen when a generator feeds new tokens one at a time.
 
 Backward: a row of wte is used once per occurrence of its token, so its gradient is the sum of
 dh0 over those positions (a scatter-add); row t of wpe is used once per sequence, so its
-gradient is dh0 summed over the batch. Rows never used get zero gradient.
+gradient is dh0 summed over the batch. Rows never used get zero gradient. With tied weights
+the LM head has already filled a (V, C) gradient for wte: pass it as `dwte` and the rows are
+added into it, instead of into a fresh (V, C) array that would then be added to it.
 """
 
 from typing import NamedTuple
@@ -29,14 +31,17 @@ def embedding_forward(ids, wte, wpe, start=0):
     return h0, EmbeddingCache(ids, wte.shape[0], wpe.shape[0], start)
 
 
-def embedding_backward(dh0, cache):
+def embedding_backward(dh0, cache, dwte=None):
     xp = xp_of(dh0)
     ids, vocab_size, n_positions, start = cache
     B, T, C = dh0.shape
     # forward: h0 = wte[ids] + wpe[start : start + T]
-    dwte = xp.zeros((vocab_size, C), dtype=dh0.dtype)
-    # add.at, not dwte[ids] += dh0: a token repeated in the batch must add up, not overwrite
-    xp.add.at(dwte, ids.reshape(-1), dh0.reshape(-1, C))
+    if dwte is None:
+        dwte = xp.zeros((vocab_size, C), dtype=dh0.dtype)
+    # add.at, not dwte[ids] += dh0: a token repeated in the batch must add up, not overwrite.
+    # On flat indices (row * C + column) it takes ufunc.at's fast 1-D path.
+    flat = (ids.reshape(-1, 1) * C + xp.arange(C)).reshape(-1)  # (B * T * C,)
+    xp.add.at(dwte.reshape(-1), flat, dh0.reshape(-1))
     dwpe = xp.zeros((n_positions, C), dtype=dh0.dtype)
     dwpe[start : start + T] = dh0.sum(axis=0)  # (T, C)
     return dwte, dwpe

@@ -15,17 +15,18 @@ class LinearCache(NamedTuple):
 
 
 def linear_forward(x, weight, bias):
-    y = x @ weight  # (..., C_out)
+    # one (N, C_in) @ (C_in, C_out) product: a stack of B smaller ones runs slower in BLAS
+    y = x.reshape(-1, x.shape[-1]) @ weight  # (N, C_out)
     y += bias
-    return y, LinearCache(x, weight)
+    return y.reshape(*x.shape[:-1], weight.shape[1]), LinearCache(x, weight)
 
 
 def linear_backward(dy, cache):
     x, weight = cache
     # forward: y = x @ W + b
-    dx = dy @ weight.T  # (..., C_in); a transposed view, BLAS reads it without a copy
     x2 = x.reshape(-1, x.shape[-1])  # (N, C_in)
     dy2 = dy.reshape(-1, dy.shape[-1])  # (N, C_out)
+    dx = dy2 @ weight.T  # (N, C_in); a transposed view, BLAS reads it without a copy
     dweight = x2.T @ dy2  # (C_in, C_out)
     dbias = dy2.sum(axis=0)  # (C_out,)
-    return dx, dweight, dbias
+    return dx.reshape(x.shape), dweight, dbias
