@@ -12,6 +12,8 @@ from minigpt1.gradcheck import check_layer, failures
 from minigpt1.layers import (
     attention_backward,
     attention_forward,
+    blocked_attention_backward,
+    blocked_attention_forward,
     cross_entropy_backward,
     cross_entropy_forward,
     dropout_backward,
@@ -75,6 +77,19 @@ def test_embedding_repeated_tokens(device):
     assert_gradients(check_layer(forward, embedding_backward, inputs))
 
 
+def test_embedding_adds_into_the_tied_head_gradient(device):
+    ids = backend.to_device(np.array([[3, 1, 3], [0, 3, 2]]), device)
+    wte, wpe = randn(device, 5, 4, seed=0), randn(device, 6, 4, seed=1)
+    dh0 = randn(device, 2, 3, 4, seed=2)
+    _, cache = embedding_forward(ids, wte, wpe)
+    alone, _ = embedding_backward(dh0, cache)
+    head = randn(device, 5, 4, seed=3)  # as if from the LM head
+    expected = backend.to_numpy(head + alone)
+    summed, _ = embedding_backward(dh0, cache, dwte=head)
+    assert summed is head  # in place, no (V, C) copy
+    assert np.allclose(backend.to_numpy(summed), expected, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("p", [0.0, 0.3])
 def test_dropout(device, p):
     inputs = {"x": randn(device, 4, 5, seed=0)}
@@ -120,6 +135,33 @@ def test_attention(device, attn_pdrop):
         return attention_forward(qkv, nh, attn_pdrop, backend.device_rng(device, 3))
 
     assert_gradients(check_layer(forward, attention_backward, inputs))
+
+
+@pytest.mark.parametrize("attn_pdrop", [0.0, 0.2])
+def test_blocked_attention(device, attn_pdrop):
+    # 7 queries in blocks of 3: two full blocks and a last, shorter one
+    B, T, nh, hs = 2, 7, 2, 3
+    inputs = {"qkv": randn(device, B, T, 3 * nh * hs, seed=0)}
+
+    def forward(qkv):
+        return blocked_attention_forward(qkv, nh, attn_pdrop, backend.device_rng(device, 3), 3)
+
+    assert_gradients(check_layer(forward, blocked_attention_backward, inputs))
+
+
+@pytest.mark.parametrize("block", [1, 4, 128])
+def test_blocked_attention_equals_the_full_matrix(device, block):
+    B, T, nh, hs = 2, 9, 3, 4
+    qkv = randn(device, B, T, 3 * nh * hs, seed=1)
+    dy = randn(device, B, T, nh * hs, seed=2)
+    y, cache = attention_forward(qkv, nh)
+    y_blocked, cache_blocked = blocked_attention_forward(qkv, nh, block=block)
+    for ours, reference in [
+        (y_blocked, y),
+        (cache_blocked.probs, cache.probs),  # what attention maps show
+        (blocked_attention_backward(dy, cache_blocked), attention_backward(dy, cache)),
+    ]:
+        assert np.allclose(backend.to_numpy(ours), backend.to_numpy(reference), rtol=0, atol=1e-12)
 
 
 def test_attention_is_causal(device):

@@ -180,3 +180,27 @@ def test_attention_maps_are_causal_distributions():
     for probs in maps:
         assert np.allclose(probs.sum(-1), 1.0, atol=1e-5)
         assert np.all(np.triu(probs[0, 0], k=1) == 0)  # nothing from the future
+
+
+def arrays_in(tree):
+    """Every NumPy array inside nested tuples, lists and NamedTuples (a forward pass's cache)."""
+    if isinstance(tree, np.ndarray):
+        yield tree
+    elif isinstance(tree, tuple | list):
+        for item in tree:
+            yield from arrays_in(item)
+
+
+def test_float32_end_to_end():
+    # nothing a float32 training step keeps or returns is silently float64: activations,
+    # attention probabilities and dropout masks in the caches, every gradient
+    cfg = GPTConfig.preset("tiny", n_ctx=160)  # longer than a query block: both attentions
+    model = GPT(cfg, seed=0)
+    ids = batch(cfg, B=2, T=cfg.n_ctx + 1)
+    loss, head, body = model._lm_forward(ids, None, train=True, rng=np.random.default_rng(0))
+    floats = [a for a in arrays_in((head, body)) if a.dtype.kind == "f"]
+    assert len(floats) > 10 * cfg.n_layer
+    assert {a.dtype for a in floats} == {np.dtype(np.float32)}
+    assert np.asarray(loss).dtype == np.float32
+    _, grads = model.lm_loss_and_grads(ids, train=True, rng=np.random.default_rng(0))
+    assert {g.dtype for g in grads.values()} == {np.dtype(np.float32)}

@@ -7,6 +7,12 @@ Size legend used in every file:
 """
 
 from .attention import attention_backward, attention_forward
+from .attention_blocked import (
+    QUERY_BLOCK,
+    BlockedAttentionCache,
+    blocked_attention_backward,
+    blocked_attention_forward,
+)
 from .cross_entropy import cross_entropy_backward, cross_entropy_forward
 from .dropout import dropout_backward, dropout_forward
 from .embedding import embedding_backward, embedding_forward
@@ -16,8 +22,12 @@ from .linear import linear_backward, linear_forward
 from .squared_error import squared_error_backward, squared_error_forward
 
 __all__ = [
+    "QUERY_BLOCK",
+    "BlockedAttentionCache",
     "attention_backward",
     "attention_forward",
+    "blocked_attention_backward",
+    "blocked_attention_forward",
     "cross_entropy_backward",
     "cross_entropy_forward",
     "dropout_backward",
