@@ -16,6 +16,7 @@ PY
 # the tests parametrized over devices, on both; -m gpu selects the CuPy halves
 python -m pytest -q -m gpu -rs -p no:cacheprovider tests 2>&1 | tee "$out/pytest-gpu.txt"
 status=${PIPESTATUS[0]}
+python benchmarks/compare_torch_gpu.py --preset gpt1 --batch 8 2>&1 | tee "$out/compare-torch-gpu.txt"
 for preset in small gpt1; do
   python benchmarks/train_step.py --device cuda --preset "$preset" --batch 8 2>&1 \
     | tee "$out/bench-$preset.txt"
