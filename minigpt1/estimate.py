@@ -4,8 +4,8 @@ FLOPs count the multiply-adds of the matrix products, 2 per multiply-add, exactl
 code computes them. Per token of a sequence of length T, forward:
 
     each block   2 C (3C)      query, key and value          (c_attn)
-                 2 T C         scores Q K^T, all T keys (the causal mask hides half of them,
-                 2 T C         weights @ V   but the batched product computes every entry)
+                 2 T C         scores Q K^T, all T keys (the causal mask hides half of them;
+                 2 T C         weights @ V   the count keeps them, as MFU figures usually do)
                  2 C C         attention output              (c_proj)
                  2 C (4C) * 2  the MLP's two linears         (c_fc, c_proj)
     the LM head  2 C V         logits = h We^T (tied)
