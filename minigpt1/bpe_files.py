@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import FormatError
 from .fileio import write_json_atomic, write_text_atomic
 from .text import read_text
 
@@ -31,7 +32,7 @@ MERGES_HEADER = "#version: 0.2"
 MODES = ("gpt1", "bytes")
 
 
-class TokenizerFileError(ValueError):
+class TokenizerFileError(FormatError):
     """A tokenizer directory that cannot be read; the message names the file and the fix."""
 
 

@@ -12,17 +12,24 @@ that names complete checkpoints. Arrays are .npz (read with allow_pickle=False),
 else JSON; every file carries a format version.
 """
 
+import re
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .backend import to_numpy
+from .config import GPTConfig
+from .errors import FormatError
 from .fileio import read_json, write_json_atomic
+from .model import check_params
 
 FORMAT_VERSION = 1
+FOLDER_NAME = re.compile(r"step-\d{7}")  # what index.json may name: nothing else, no path
+TASK_HEAD = ("clf.weight", "clf.bias")  # a fine-tuned run's checkpoint adds its task head
 
 
 @dataclass
@@ -78,13 +85,20 @@ def read_index(run_dir):
         return None
     index = read_json(path, what="checkpoint index")
     check_version(index, path)
+    for key in ("last", "best"):
+        name = index.get(key)
+        if (key == "last" or name is not None) and not (
+            isinstance(name, str) and FOLDER_NAME.fullmatch(name)
+        ):
+            raise FormatError(f"{path}: '{key}' must name a checkpoint folder such as "
+                              f"step-0000200, found {name!r}")
     return index
 
 
 def check_version(obj, path):
     version = obj.get("format_version")
     if version != FORMAT_VERSION:
-        raise ValueError(
+        raise FormatError(
             f"{path}: checkpoint format version {version}, this minigpt1 reads version "
             f"{FORMAT_VERSION}; use the minigpt1 release that wrote it, or start a new run"
         )
@@ -99,19 +113,67 @@ def load_checkpoint(run_dir, which="last"):
         raise ValueError(f"{run_dir} has no '{which}' checkpoint (it has: last"
                          f"{', best' if 'best' in index else ''})")
     folder = checkpoints_dir(run_dir) / index[which]
+    if not folder.is_dir():
+        raise FormatError(f"{checkpoints_dir(run_dir) / 'index.json'}: names {index[which]}, "
+                          f"which is not in {checkpoints_dir(run_dir)}")
     state = read_json(folder / "state.json", what="checkpoint state")
     check_version(state, folder / "state.json")
-    return Checkpoint(
-        step=state["step"],
-        params=_load_npz(folder / "params.npz"),
-        optimizer=_load_npz(folder / "optimizer.npz"),
-        state=state,
-    )
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise FormatError(f"{folder / 'state.json'}: 'step' must be a whole number >= 0, "
+                          f"found {step!r}")
+    params = _load_npz(folder / "params.npz")
+    optimizer = _load_npz(folder / "optimizer.npz")
+    _check_params(params, state, folder)
+    _check_optimizer(optimizer, params, folder / "optimizer.npz")
+    return Checkpoint(step=step, params=params, optimizer=optimizer, state=state)
 
 
 def _load_npz(path):
+    """{name: array} from an .npz; object arrays are refused (allow_pickle=False)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: unreadable checkpoint file ({err})") from err
+    except FileNotFoundError as err:
+        raise FormatError(f"{path}: missing from its checkpoint folder") from err
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError,
+            RuntimeError, MemoryError) as err:
+        raise FormatError(f"{path}: unreadable checkpoint file ({err})") from err
+
+
+def _check_params(params, state, folder):
+    """Finite floating-point tensors with the names and shapes of the state's config."""
+    path = folder / "params.npz"
+    for name, value in params.items():
+        if value.dtype.kind != "f" or not np.isfinite(value).all():
+            raise FormatError(f"{path}: tensor {name} must hold finite floats, found "
+                              f"{value.dtype} {'values' if value.dtype.kind != 'f' else 'NaN/inf'}")
+    if "config" not in state:
+        return
+    try:
+        cfg = GPTConfig.from_dict(state["config"])
+    except (TypeError, ValueError, AttributeError) as err:
+        raise FormatError(f"{folder / 'state.json'}: bad model config ({err})") from err
+    body = {name: value for name, value in params.items() if name not in TASK_HEAD}
+    try:
+        check_params(cfg, body, source=str(path))
+    except ValueError as err:
+        raise FormatError(str(err)) from err
+
+
+def _check_optimizer(optimizer, params, path):
+    """AdamW's state: an integer step and one m and one v per parameter, of its shape."""
+    step = optimizer.get("step")
+    if step is None or step.shape != () or step.dtype.kind not in "iu":
+        raise FormatError(f"{path}: 'step' must be an integer scalar")
+    expected = {"step"} | {f"{moment}.{name}" for name in params for moment in "mv"}
+    unexpected = sorted(set(optimizer) - expected)
+    if unexpected:
+        raise FormatError(f"{path}: unexpected arrays {unexpected[:5]}")
+    for name, value in params.items():
+        for key in (f"m.{name}", f"v.{name}"):
+            moment = optimizer.get(key)
+            if moment is None or moment.shape != value.shape or moment.dtype.kind != "f":
+                raise FormatError(f"{path}: {key} must be a float array of shape {value.shape}")
+            if not np.isfinite(moment).all():
+                raise FormatError(f"{path}: {key} holds NaN or infinity")

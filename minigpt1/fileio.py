@@ -11,6 +11,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import FormatError
+
 
 def current_umask():
     mask = os.umask(0)  # the only way to read it is to set it
@@ -44,11 +46,16 @@ def write_json_atomic(path, obj):
 
 
 def read_json(path, what="file"):
-    """Parse a JSON file; a missing or malformed one raises ValueError naming it."""
+    """Parse a JSON file holding one object; a malformed one raises FormatError naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+        raise FormatError(f"{path}: not valid JSON ({err})") from err
+    except RecursionError as err:  # thousands of nested brackets
+        raise FormatError(f"{path}: JSON nested too deeply to be a {what}") from err
+    if not isinstance(obj, dict):
+        raise FormatError(f"{path}: a {what} must be a JSON object, found {type(obj).__name__}")
+    return obj

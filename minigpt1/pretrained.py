@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import backend
 from .config import GPTConfig
+from .errors import FormatError
 from .fileio import atomic_path, read_json, write_json_atomic
 from .model import GPT, check_params
 
@@ -64,9 +65,13 @@ def load_safetensors(path):
     from safetensors.numpy import load_file
 
     try:
-        return load_file(str(path))
-    except (SafetensorError, ValueError, TypeError) as err:
-        raise ValueError(f"{path}: not a readable safetensors file ({err})") from err
+        tensors = load_file(str(path))
+    except (SafetensorError, ValueError, TypeError, OverflowError, MemoryError) as err:
+        raise FormatError(f"{path}: not a readable safetensors file ({err})") from err
+    for name, value in tensors.items():
+        if value.dtype.kind != "f":
+            raise FormatError(f"{path}: tensor {name} is {value.dtype}, expected floating point")
+    return tensors
 
 
 def from_pretrained(path, device="cpu", dtype="float32"):
@@ -74,7 +79,11 @@ def from_pretrained(path, device="cpu", dtype="float32"):
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"no such model directory: {path}")
-    cfg = config_from_hf(read_json(path / CONFIG, what="model config"))
+    hf_config = read_json(path / CONFIG, what="model config")
+    try:
+        cfg = config_from_hf(hf_config)
+    except (TypeError, ValueError) as err:
+        raise FormatError(f"{path / CONFIG}: {err}") from err
     weights = path / WEIGHTS
     if not weights.is_file():
         hint = ""
@@ -89,7 +98,10 @@ def from_pretrained(path, device="cpu", dtype="float32"):
         name = name.removeprefix("transformer.")
         if not SKIPPED.match(name):
             params[name] = value
-    check_params(cfg, params, source=str(weights))  # names the file in any error
+    try:
+        check_params(cfg, params, source=str(weights))  # names the file in any error
+    except ValueError as err:
+        raise FormatError(str(err)) from err
     return GPT(cfg, device=device, dtype=dtype, params=params)
 
 

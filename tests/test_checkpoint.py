@@ -17,15 +17,23 @@ def arrays(step):
     return {"w": np.full((3, 4), float(step), dtype=np.float32), "b": np.arange(4.0) + step}
 
 
+def moments(step):
+    """An AdamW state for arrays(step): the step and one m and one v per tensor."""
+    state = {"step": np.array(step)}
+    for name, value in arrays(step).items():
+        state[f"m.{name}"], state[f"v.{name}"] = value / 10, value / 100
+    return state
+
+
 def test_round_trip_last_and_best(tmp_path):
-    save_checkpoint(tmp_path, 10, arrays(10), {"step": np.array(10)}, {"note": "a"}, val_loss=2.0)
-    save_checkpoint(tmp_path, 20, arrays(20), {"step": np.array(20)}, {"note": "b"}, val_loss=2.5)
+    save_checkpoint(tmp_path, 10, arrays(10), moments(10), {"note": "a"}, val_loss=2.0)
+    save_checkpoint(tmp_path, 20, arrays(20), moments(20), {"note": "b"}, val_loss=2.5)
     last, best = load_checkpoint(tmp_path), load_checkpoint(tmp_path, "best")
     assert last.step == 20 and best.step == 10  # 2.5 is worse than 2.0
     assert np.array_equal(last.params["w"], arrays(20)["w"])
     assert last.params["w"].dtype == np.float32
     assert last.state["note"] == "b" and int(last.optimizer["step"]) == 20
-    save_checkpoint(tmp_path, 30, arrays(30), {"step": np.array(30)}, {}, val_loss=1.0)
+    save_checkpoint(tmp_path, 30, arrays(30), moments(30), {}, val_loss=1.0)
     folders = sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir())
     assert folders == ["step-0000030"]  # last == best; the others were pruned
     assert read_index(tmp_path)["best_val_loss"] == 1.0
@@ -34,7 +42,7 @@ def test_round_trip_last_and_best(tmp_path):
 def test_missing_and_foreign_checkpoints(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint in"):
         load_checkpoint(tmp_path)
-    save_checkpoint(tmp_path, 1, arrays(1), {"step": np.array(1)}, {})
+    save_checkpoint(tmp_path, 1, arrays(1), moments(1), {})
     with pytest.raises(ValueError, match="no 'best' checkpoint"):
         load_checkpoint(tmp_path, "best")
     index = tmp_path / "checkpoints" / "index.json"
@@ -51,6 +59,7 @@ WRITER = textwrap.dedent("""
         step += 1
         params = {f"w{i}": np.full((256, 1024), float(step), dtype=np.float32) for i in range(8)}
         optimizer = {"step": np.array(step)}
+        optimizer.update({f"{m}.{name}": w for name, w in params.items() for m in "mv"})
         save_checkpoint(sys.argv[1], step, params, optimizer, {}, val_loss=1.0 / step)
         print(step, flush=True)
 """)

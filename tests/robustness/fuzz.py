@@ -1,0 +1,74 @@
+"""What every fuzz test shares: how many cases, how a file is broken, what a clean failure is.
+
+MINIGPT1_FUZZ_EXAMPLES sets the cases per test: CI runs the default (a couple of minutes in
+all); `MINIGPT1_FUZZ_EXAMPLES=2000 python -m pytest tests/robustness` is the long local run.
+"""
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from minigpt1.errors import FormatError
+
+EXAMPLES = int(os.environ.get("MINIGPT1_FUZZ_EXAMPLES", "200"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+# any JSON value, nested a few levels
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
+    | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=4),
+    max_leaves=12,
+)
+
+
+@st.composite
+def broken_bytes(draw, good):
+    """`good` cut short, with bytes overwritten, or with bytes inserted: the usual damage."""
+    how = draw(st.sampled_from(["truncate", "overwrite", "insert"]))
+    if how == "truncate":
+        return good[: draw(st.integers(0, max(0, len(good) - 1)))]
+    data = bytearray(good)
+    for _ in range(draw(st.integers(1, 8))):
+        at = draw(st.integers(0, len(data)))
+        chunk = draw(st.binary(min_size=1, max_size=8))
+        if how == "overwrite":
+            data[at : at + len(chunk)] = chunk
+        else:
+            data[at:at] = chunk
+    return bytes(data)
+
+
+@contextmanager
+def copy_of(folder):
+    """A scratch copy of a folder of files (flat or nested), deleted afterwards."""
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / Path(folder).name
+        for path in Path(folder).rglob("*"):
+            if path.is_file():
+                dest = target / path.relative_to(folder)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(path.read_bytes())
+        yield target
+
+
+def loads_or_fails_cleanly(load, folder):
+    """Run load(); it may succeed, or raise FormatError (or FileNotFoundError) naming a file
+    in `folder`. Any other exception is a robustness bug and propagates to fail the test."""
+    try:
+        load()
+    except (FormatError, FileNotFoundError) as err:
+        assert str(folder) in str(err), f"the message names no file of {folder}: {err}"
+        return err
+    return None
+
+
+def write_json(path, value):
+    Path(path).write_text(json.dumps(value), encoding="utf-8")
