@@ -48,6 +48,50 @@ def estimate_memory(cfg, micro_batch_size, seq_len):
             "activations": 4 * tokens * per_token}
 
 
+def available_memory():
+    """Bytes the machine can still give this process (Linux: MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def check_fits(cfg, batch_size, micro_batch_size, seq_len=None, available=None):
+    """Refuse, before anything is allocated, an update that will not fit in memory.
+
+    `available` defaults to what the machine has now. Keeps a 10% margin for what the estimate
+    leaves out (Python, the data, temporaries). The message gives the estimate and the largest
+    micro-batch (gradient accumulation: same update, less activation memory) that fits.
+    """
+    available = available_memory() if available is None else available
+    T = seq_len or cfg.n_ctx
+    budget = 0.9 * available if available else None
+
+    def need(micro):
+        return sum(estimate_memory(cfg, micro, T).values())
+
+    if budget is None or need(micro_batch_size) <= budget:
+        return
+    parts = ", ".join(f"{k} {v / 2**30:.1f}" for k, v in estimate_memory(cfg, micro_batch_size,
+                                                                          T).items())
+    fitting = [m for m in range(micro_batch_size - 1, 0, -1)
+               if batch_size % m == 0 and need(m) <= budget]
+    if fitting:
+        fix = (f"use --micro-batch-size {fitting[0]}: the same updates of {batch_size} "
+               f"sequences, accumulated over {batch_size // fitting[0]} micro-batches")
+    else:
+        fix = "even one sequence at a time does not fit: use a smaller preset or --n-ctx"
+    raise ValueError(
+        f"an update needs about {need(micro_batch_size) / 2**30:.1f} GiB ({parts} GiB) with "
+        f"micro-batches of {micro_batch_size} x {T} tokens, but this machine has "
+        f"{available / 2**30:.1f} GiB available; {fix}"
+    )
+
+
 def matmul_peak(size=1024, seconds=0.5):
     """GFLOP/s of float32 (size x size) @ (size x size) products on this machine: the ceiling
     a training step's matrix products can reach (best of the repeats that fit in `seconds`)."""
@@ -78,6 +122,13 @@ def describe(cfg, batch_size, seq_len=None, peak_gflops=None, micro_batch_size=N
         f"{flops.training * batch_size * T / 1e9:,.1f} GFLOP per update of {batch_size} x {T}",
         f"memory: {sum(memory.values()) / 2**20:,.0f} MiB ({parts} MiB)",
     ]
+    try:
+        check_fits(cfg, batch_size, micro_batch_size or batch_size, T)
+        available = available_memory()
+        if available:
+            lines.append(f"fits in the {available / 2**30:,.1f} GiB this machine has available")
+    except ValueError as err:
+        lines.append(f"does not fit: {err}")
     if peak_gflops:
         best = peak_gflops * 1e9 / flops.training
         lines.append(f"at the matmul peak of {peak_gflops:,.0f} GFLOP/s: at most {best:,.0f} "

@@ -20,7 +20,7 @@ from .bpe import BPETokenizer
 from .checkpoint import load_checkpoint, read_index
 from .config import GPTConfig
 from .corpus import cache_file, chars_and_bytes, encode_texts, load_text_dir, split_documents
-from .estimate import describe
+from .estimate import check_fits, describe
 from .fileio import read_json, write_json_atomic
 from .model import GPT
 from .optim import AdamW
@@ -114,9 +114,13 @@ def run_pretraining(text_dir, run_dir, preset="small", tcfg=None, tokenizer_dir=
     """
     run_dir = check_run_dir(run_dir, resume, force)
     train_texts, val_texts = split_documents(load_text_dir(text_dir))  # may fail: before any write
-    if not resume:
-        start_run_dir(run_dir)
     preset_cfg = GPTConfig.preset(preset)
+    if not resume:  # refuse an update that cannot fit in memory before anything is written
+        tcfg = tcfg or TrainConfig()
+        planned = GPTConfig.preset(preset, vocab_size=vocab_size or preset_cfg.vocab_size,
+                                   n_ctx=n_ctx or preset_cfg.n_ctx)
+        check_fits(planned, tcfg.batch_size, tcfg.micro_batch_size)
+        start_run_dir(run_dir)
     tokenizer = get_tokenizer(run_dir, train_texts, tokenizer_dir,
                               vocab_size or preset_cfg.vocab_size, bpe_mode, resume)
     key = fingerprint(run_dir / "tokenizer")
@@ -128,11 +132,11 @@ def run_pretraining(text_dir, run_dir, preset="small", tcfg=None, tokenizer_dir=
         checkpoint = load_checkpoint(run_dir)
         cfg = check_resume(run, checkpoint, tokenizer)
         tcfg = TrainConfig(**run["train"])
+        check_fits(cfg, tcfg.batch_size, tcfg.micro_batch_size)
     else:
         rates = {} if dropout is None else dict.fromkeys(DROPOUTS, dropout)
         cfg = GPTConfig.preset(preset, vocab_size=tokenizer.vocab_size,
                                n_ctx=n_ctx or preset_cfg.n_ctx, **rates)
-        tcfg = tcfg or TrainConfig()
         write_json_atomic(run_dir / "run.json", {
             "format_version": FORMAT_VERSION, "kind": "pretrain", "preset": preset,
             "config": cfg.to_dict(), "train": asdict(tcfg), "text_dir": str(text_dir),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from minigpt1 import GPT, GPTConfig, parameter_shapes
-from minigpt1.estimate import describe, estimate_memory, flops_per_token
+from minigpt1.estimate import check_fits, describe, estimate_memory, flops_per_token
 
 
 def matmul_flops_from_shapes(cfg, T):
@@ -86,3 +86,15 @@ def test_cli_prints_each_preset():
 def test_cli_rejects_an_unknown_preset():
     result = run_cli("--preset", "huge", "--no-measure")
     assert result.returncode != 0 and "unknown preset 'huge'" in result.stderr
+
+
+def test_an_update_that_cannot_fit_is_refused_with_a_micro_batch_that_can():
+    cfg = GPTConfig.preset("gpt1")
+    need = {m: sum(estimate_memory(cfg, m, cfg.n_ctx).values()) for m in (1, 2, 4, 8)}
+    available = need[4] / 0.9 + 1  # room for micro-batches of 4, not 8
+    with pytest.raises(ValueError, match=r"--micro-batch-size 4: .* over 2 micro-batches") as err:
+        check_fits(cfg, batch_size=8, micro_batch_size=8, available=available)
+    assert "GiB available" in str(err.value) and "activations" in str(err.value)
+    check_fits(cfg, batch_size=8, micro_batch_size=4, available=available)  # the advice fits
+    with pytest.raises(ValueError, match="smaller preset"):
+        check_fits(cfg, batch_size=8, micro_batch_size=8, available=need[1] / 2)

@@ -152,3 +152,12 @@ def test_a_budget_smaller_than_the_timed_updates_still_ends_evaluated(tmp_path, 
     result = run(tmp_path, tokenizer_dir, tcfg=tcfg)
     assert result["steps"] == train.MEASURED_STEPS + 2 and result["val_loss"] is not None
     assert load_checkpoint(tmp_path).step == result["steps"]
+
+
+def test_a_run_that_cannot_fit_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    from minigpt1 import estimate
+
+    monkeypatch.setattr(estimate, "available_memory", lambda: 2**20)  # 1 MiB left
+    with pytest.raises(ValueError, match="micro-batch"):
+        run(tmp_path / "run")
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
