@@ -1,13 +1,65 @@
-"""`python -m minigpt1 <command>`: the command line. The only module that reads argv."""
+"""`python -m minigpt1 <command>`: the command line. The only module that reads argv.
+
+Exit status: 0 done; 2 the command line is wrong (argparse's errors, a flag's value out of
+range, flags that conflict: UsageError); 1 the command line is fine but what it asks cannot be
+done (a missing or malformed file, a run folder in the way, a full disk); 130 interrupted.
+An error prints one paragraph on stderr; `--debug` shows the exception's traceback instead.
+"""
 
 import argparse
+import re
 import sys
 
 DEFAULT_TEXT_DIR = "data/shakespeare/texts"
 
 
+class UsageError(Exception):
+    """The command line itself is wrong (exit status 2); the message names the flag to fix."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose command and every subcommand take --debug, so it may come
+    before or after the command's name (SUPPRESS: an absent flag sets nothing, and so never
+    hides one given before)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help="on an error, show Python's traceback instead of a message")
+
+
+def _checked(kind, ok, what):
+    """An argparse type: kind(text), refused unless ok(value); argparse reports both."""
+
+    def parse(text):
+        value = kind(text)  # a ValueError here reads "invalid int value: 'abc'"
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+POSITIVE_INT = _checked(int, lambda n: n >= 1, "a positive integer")
+COUNT = _checked(int, lambda n: n >= 0, "an integer >= 0")
+POSITIVE_FLOAT = _checked(float, lambda x: x > 0, "a positive number")
+NON_NEGATIVE_FLOAT = _checked(float, lambda x: x >= 0, "a number >= 0")
+PROBABILITY_MASS = _checked(float, lambda x: 0 < x <= 1, "in (0, 1]")
+DROPOUT_RATE = _checked(float, lambda x: 0 <= x < 1, "in [0, 1)")
+
+
+def _preset(name):
+    from .config import PRESETS
+
+    if name not in PRESETS:
+        raise argparse.ArgumentTypeError(f"unknown preset {name!r}: choose one of "
+                                         f"{', '.join(PRESETS)}")
+    return name
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m minigpt1",
         description="GPT-1 rebuilt from scratch in NumPy: train, tokenize, inspect.",
     )
@@ -28,8 +80,9 @@ def _add_data_args(command, text_dir_default):
     command.add_argument("--text-dir", default=text_dir_default, metavar="DIR",
                          help="a folder of UTF-8 .txt files to train on "
                               f"(default: {text_dir_default or 'Shakespeare, prepared on demand'})")
-    command.add_argument("--preset", default="small", help="tiny | small | gpt1 (default small)")
-    command.add_argument("--vocab-size", type=int, metavar="N",
+    command.add_argument("--preset", default="small", type=_preset,
+                         help="tiny | small | gpt1 (default small)")
+    command.add_argument("--vocab-size", type=POSITIVE_INT, metavar="N",
                          help="BPE vocabulary to train (default: the preset's)")
     command.add_argument("--bpe-mode", choices=["gpt1", "bytes"], default="bytes",
                          help="bytes: lossless byte-level BPE (default); gpt1: GPT-1's lower-cased")
@@ -39,7 +92,8 @@ def _add_data_args(command, text_dir_default):
 def _add_demo_command(sub):
     demo = sub.add_parser("demo", help="pre-train the small preset on Shakespeare for ~10 minutes")
     _add_data_args(demo, None)
-    demo.add_argument("--minutes", type=float, default=10.0, help="training budget (default 10)")
+    demo.add_argument("--minutes", type=POSITIVE_FLOAT, default=10.0,
+                      help="training budget (default 10)")
     demo.add_argument("--data-dir", default="data", help="where corpora and caches live")
     demo.add_argument("--out", metavar="RUN", help="run folder (default runs/demo-<time>)")
     demo.set_defaults(run=_demo)
@@ -81,7 +135,7 @@ def _add_pretrain_command(sub):
     pretrain.add_argument("--force", action="store_true", help="replace a run already in --out")
     pretrain.add_argument("--tokenizer", metavar="DIR", help="use this BPE instead of training one")
     pretrain.add_argument("--n-ctx", type=int, help="context length (at most the preset's)")
-    pretrain.add_argument("--dropout", type=float,
+    pretrain.add_argument("--dropout", type=DROPOUT_RATE,
                           help="replace the preset's three dropout rates (GPT-1: 0.1)")
     pretrain.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     _add_config_flags(pretrain, TrainConfig(), skip=("seed",))  # --seed is a data argument
@@ -94,9 +148,10 @@ def _pretrain(args):
     from .pretrain import run_pretraining
     from .train import TrainConfig
 
+    _refuse_resume_with_force(args)
     preset_ctx = GPTConfig.preset(args.preset).n_ctx
     if args.n_ctx is not None and not 2 <= args.n_ctx <= preset_ctx:
-        raise ValueError(f"--n-ctx {args.n_ctx} is outside 2..{preset_ctx}, the {args.preset} "
+        raise UsageError(f"--n-ctx {args.n_ctx} is outside 2..{preset_ctx}, the {args.preset} "
                          "preset's context; choose a preset with more positions")
     tcfg = _config_from_args(TrainConfig, args)
     result = run_pretraining(args.text_dir, args.out, args.preset, tcfg, args.tokenizer,
@@ -116,8 +171,8 @@ def _add_config_flags(command, defaults, skip=()):
     for f in fields(defaults):
         if f.name not in skip:
             default = getattr(defaults, f.name)
-            kind = {"transfer_layers": int, "max_train_examples": int, "minutes": float}.get(
-                f.name, type(default))
+            kind = {"transfer_layers": int, "max_train_examples": POSITIVE_INT,
+                    "minutes": POSITIVE_FLOAT}.get(f.name, type(default))
             command.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default,
                                  help=f"{f.metadata['help']} (default {default})")
 
@@ -126,7 +181,18 @@ def _config_from_args(config_class, args, **fixed):
     from dataclasses import fields
 
     values = {f.name: getattr(args, f.name) for f in fields(config_class) if f.name not in fixed}
-    return config_class(**values, **fixed)
+    try:
+        return config_class(**values, **fixed)
+    except ValueError as err:  # the config refuses a flag's value: name the flags to change
+        named = [f"--{name.replace('_', '-')}" for name in values
+                 if re.search(rf"\b{name}\b", str(err))]
+        raise UsageError(f"{err}" + (f"; change {', '.join(named)}" if named else "")) from err
+
+
+def _refuse_resume_with_force(args):
+    if args.resume and args.force:
+        raise UsageError("--resume and --force cannot be used together: --resume continues the "
+                         "run in --out, --force deletes it and starts over; give one of them")
 
 
 def _add_finetune_command(sub):
@@ -158,8 +224,15 @@ def _add_finetune_command(sub):
 
 def _finetune(args):
     from .finetune import FinetuneConfig
-    from .finetune_job import run_finetuning
+    from .finetune_job import run_finetuning, task_names
+    from .task_files import FILE_TASKS
 
+    _refuse_resume_with_force(args)
+    if args.task not in task_names():
+        raise UsageError(f"unknown task {args.task!r}; choose one of {', '.join(task_names())}")
+    if args.task in FILE_TASKS and args.data is None and not args.resume:
+        raise UsageError(f"task {args.task} is read from its files: give --data FOLDER "
+                         f"({FILE_TASKS[args.task].description or 'the dataset folder'})")
     fcfg = _config_from_args(FinetuneConfig, args)
     result = run_finetuning(args.checkpoint, args.task, args.out, args.data, fcfg, args.which,
                             args.resume, args.force, args.device,
@@ -199,10 +272,12 @@ def _add_generate_command(sub):
     gen.add_argument("--checkpoint", required=True, metavar="DIR",
                      help="a run folder, or a HuggingFace openai-gpt folder")
     gen.add_argument("--prompt", default="\n", help="the text to continue")
-    gen.add_argument("--max-new-tokens", type=int, default=200)
-    gen.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
-    gen.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
-    gen.add_argument("--top-p", type=float, help="sample among the most likely tokens of mass p")
+    gen.add_argument("--max-new-tokens", type=COUNT, default=200)
+    gen.add_argument("--temperature", type=NON_NEGATIVE_FLOAT, default=0.8,
+                     help="0 means greedy")
+    gen.add_argument("--top-k", type=POSITIVE_INT, help="sample among the k most likely tokens")
+    gen.add_argument("--top-p", type=PROBABILITY_MASS,
+                     help="sample among the most likely tokens of mass p")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--which", choices=["last", "best"], default="last",
                      help="which checkpoint of a run folder (default last)")
@@ -213,6 +288,8 @@ def _generate(args):
     from .generate import generate
     from .pretrain import load_model
 
+    if not args.prompt:
+        raise UsageError("--prompt is empty: give at least one character to continue")
     model, tokenizer = load_model(args.checkpoint, args.which)
     prompt = tokenizer.encode(args.prompt)
     ids = generate(model, [prompt], args.max_new_tokens, args.temperature, args.top_k,
@@ -240,10 +317,11 @@ def _export(args):
 
 def _add_estimate_command(sub):
     estimate = sub.add_parser("estimate", help="FLOPs per token, memory and best-case speed")
-    estimate.add_argument("--preset", action="append", metavar="NAME",
+    estimate.add_argument("--preset", action="append", metavar="NAME", type=_preset,
                           help="tiny | small | gpt1; repeat for several (default: all)")
-    estimate.add_argument("--batch", type=int, default=8, help="sequences per update")
-    estimate.add_argument("--seq", type=int, metavar="T", help="sequence length (default n_ctx)")
+    estimate.add_argument("--batch", type=POSITIVE_INT, default=8, help="sequences per update")
+    estimate.add_argument("--seq", type=POSITIVE_INT, metavar="T",
+                          help="sequence length (default n_ctx)")
     estimate.add_argument("--no-measure", action="store_true",
                           help="skip timing this machine's float32 matrix product")
     estimate.set_defaults(run=_estimate)
@@ -254,9 +332,7 @@ def _estimate(args):
     from .estimate import describe, matmul_peak
 
     names = args.preset or list(PRESETS)
-    if args.batch < 1 or (args.seq is not None and args.seq < 1):
-        raise ValueError("--batch and --seq must be positive")
-    configs = {name: GPTConfig.preset(name) for name in names}  # unknown names fail here
+    configs = {name: GPTConfig.preset(name) for name in names}
     peak = None if args.no_measure else matmul_peak()
     if peak:
         print(f"this machine's float32 matmul (1024 x 1024 x 1024): {peak:,.0f} GFLOP/s")
@@ -275,7 +351,7 @@ def _add_bpe_commands(sub):
     train = commands.add_parser("train", help="learn a vocabulary from text files")
     train.add_argument("--input", nargs="+", required=True, metavar="FILE",
                        help="UTF-8 text files, or directories of *.txt files")
-    train.add_argument("--vocab-size", type=int, required=True,
+    train.add_argument("--vocab-size", type=POSITIVE_INT, required=True,
                        help="size of the final vocabulary, special tokens included")
     train.add_argument("--mode", choices=["gpt1", "bytes"], default="gpt1",
                        help="gpt1: lower-cased words with </w>, as GPT-1; bytes: lossless (GPT-2)")
@@ -375,14 +451,34 @@ def _bpe_show(args):
     return 0
 
 
+def _error_message(err, args):
+    """(exit status, one paragraph for stderr) for an exception that ended a command."""
+    if isinstance(err, UsageError):
+        command = " ".join(filter(None, (args.command, getattr(args, "bpe_command", None))))
+        return 2, f"error: {err} (see python -m minigpt1 {command} --help)"
+    if isinstance(err, OSError) and err.strerror and err.filename:  # open(), mkdir(), ...
+        return 1, f"error: {err.filename}: {err.strerror}"
+    if isinstance(err, (ValueError, RuntimeError, OSError)):  # FormatError is a ValueError
+        return 1, f"error: {err}"
+    return 1, (f"error: unexpected {type(err).__name__}: {err} (a bug in minigpt1? run again "
+               "with --debug to see the traceback, and report it)")
+
+
 def main(argv=None):
+    """Run one command; returns its exit status (see the module's docstring)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # argparse printed --help (0) or usage and the error (2)
+        return done.code
     try:
         return args.run(args)
-    except (ValueError, RuntimeError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt as err:
         print(f"interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130
+    except Exception as err:
+        if getattr(args, "debug", False):
+            raise
+        status, message = _error_message(err, args)
+        print(message, file=sys.stderr)
+        return status

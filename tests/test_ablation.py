@@ -66,7 +66,7 @@ def test_ablation_command(sample_model, tmp_path, capsys):
     l2_only = (out / "pre-training-L2" / "genre" / "metrics.jsonl").read_text().splitlines()
     assert all(json.loads(line)["l1"] is None for line in l2_only)
     assert json.loads(l2_only[-1])["step"] == 48 // 16  # --max-train-examples 48, batch 16
-    assert main(["ablation", "--checkpoint", str(sample_model), "--out", str(out)]) == 2
+    assert main(["ablation", "--checkpoint", str(sample_model), "--out", str(out)]) == 1
     assert "already holds an ablation" in capsys.readouterr().err
 
 

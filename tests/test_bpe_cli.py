@@ -1,4 +1,5 @@
-"""`python -m minigpt1 bpe ...`: train, encode, decode, show, and failures with exit code 2."""
+"""`python -m minigpt1 bpe ...`: train, encode, decode, show, and failures with exit code 1
+(what the command names cannot be used; a wrong command line is argparse's 2)."""
 
 import io
 import json
@@ -75,7 +76,7 @@ def test_module_entry_point(corpus):
          "--vocab-size", "3", "--out", str(corpus / "tok")],
         capture_output=True, text=True,
     )
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert result.stderr.startswith("error: vocab_size=3 is smaller than the base vocabulary")
     assert not (corpus / "tok").exists()
 
@@ -101,11 +102,11 @@ def bad_input(directory, kind):
         ("no_texts", "holds no *.txt files"),
     ],
 )
-def test_train_failures_exit_2_and_write_nothing(tmp_path, capsys, kind, message):
+def test_train_failures_exit_1_and_write_nothing(tmp_path, capsys, kind, message):
     out_dir = tmp_path / "tok"
     code, _, err = run(capsys, "bpe", "train", "--input", str(bad_input(tmp_path, kind)),
                        "--vocab-size", "60", "--out", str(out_dir))
-    assert code == 2 and err.startswith("error: ") and message in err
+    assert code == 1 and err.startswith("error: ") and message in err
     assert not out_dir.exists()
 
 
@@ -113,17 +114,17 @@ def test_not_utf8_after_good_files_writes_nothing(corpus, capsys):
     code, _, err = run(capsys, "bpe", "train", "--input", str(corpus / "a.txt"),
                        str(bad_input(corpus, "not_utf8.txt")), "--vocab-size", "60",
                        "--out", str(corpus / "tok"))
-    assert code == 2 and "byte offset 3" in err and not (corpus / "tok").exists()
+    assert code == 1 and "byte offset 3" in err and not (corpus / "tok").exists()
 
 
-def test_load_and_input_failures_exit_2(corpus, capsys, monkeypatch):
+def test_load_and_input_failures_exit_1(corpus, capsys, monkeypatch):
     code, _, err = run(capsys, "bpe", "encode", "--tokenizer", str(corpus / "nowhere"), "x")
-    assert code == 2 and "no such tokenizer directory" in err
+    assert code == 1 and "no such tokenizer directory" in err
     BPETokenizer.train([TEXT], 40, progress=False).save(corpus / "tok")
     code, _, err = run(capsys, "bpe", "decode", "--tokenizer", str(corpus / "tok"),
                        stdin="1 x", monkeypatch=monkeypatch)
-    assert code == 2 and "token ids separated by spaces" in err
+    assert code == 1 and "token ids separated by spaces" in err
     meta = corpus / "tok" / "minigpt1_bpe.json"
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "version": 2}))
     code, _, err = run(capsys, "bpe", "show", "--tokenizer", str(corpus / "tok"), "cat")
-    assert code == 2 and "format version 2" in err
+    assert code == 1 and "format version 2" in err
