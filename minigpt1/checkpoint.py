@@ -12,6 +12,8 @@ that names complete checkpoints. Arrays are .npz (read with allow_pickle=False),
 else JSON; every file carries a format version.
 """
 
+import contextlib
+import errno
 import re
 import shutil
 import tempfile
@@ -45,37 +47,88 @@ def checkpoints_dir(run_dir):
 
 
 def save_checkpoint(run_dir, step, params, optimizer_state, state, val_loss=None):
-    """Write checkpoint `step`; it becomes `last`, and `best` if val_loss is the lowest yet."""
+    """Write checkpoint `step`; it becomes `last`, and `best` if val_loss is the lowest yet.
+
+    A write that fails (disk full, no permission) raises OSError naming the step, the stage
+    and the cause; the checkpoints already there are left as they were, the previous one
+    still loads, and nothing is left behind that a later save would trip on.
+    """
     root = checkpoints_dir(run_dir)
-    root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:07d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    stage = f"creating {root}"
     try:
-        np.savez(tmp / "params.npz", **{k: to_numpy(v) for k, v in params.items()})
-        np.savez(tmp / "optimizer.npz", **{k: to_numpy(v) for k, v in optimizer_state.items()})
-        write_json_atomic(tmp / "state.json", {"format_version": FORMAT_VERSION, "step": step,
-                                               "val_loss": val_loss, **state})
-        if (root / name).exists():  # this step is already saved (Ctrl-C right after a save)
-            shutil.rmtree(tmp)
-        else:
-            tmp.rename(root / name)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    index = read_index(run_dir) or {"format_version": FORMAT_VERSION}
-    index["last"] = name
-    if val_loss is not None and val_loss < index.get("best_val_loss", float("inf")):
-        index["best"], index["best_val_loss"] = name, val_loss
-    write_json_atomic(root / "index.json", index)
-    _prune(root, keep={index["last"], index.get("best")})
+        root.mkdir(parents=True, exist_ok=True)
+        stage = "creating a temporary folder"
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+        try:
+            stage = "writing params.npz"
+            np.savez(tmp / "params.npz", **{k: to_numpy(v) for k, v in params.items()})
+            stage = "writing optimizer.npz"
+            np.savez(tmp / "optimizer.npz",
+                     **{k: to_numpy(v) for k, v in optimizer_state.items()})
+            stage = "writing state.json"
+            write_json_atomic(tmp / "state.json", {"format_version": FORMAT_VERSION,
+                                                   "step": step, "val_loss": val_loss, **state})
+            stage = "reading index.json"
+            index = read_index(run_dir) or {"format_version": FORMAT_VERSION}
+            created = name not in _named(index)
+            if not created:  # this step is already saved (Ctrl-C right after a save)
+                shutil.rmtree(tmp)
+            else:
+                if (root / name).exists():  # left by a save killed before its index update
+                    stage = f"removing the unfinished {name}"
+                    shutil.rmtree(root / name)
+                stage = f"renaming the temporary folder to {name}"
+                tmp.rename(root / name)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        index["last"] = name
+        if val_loss is not None and val_loss < index.get("best_val_loss", float("inf")):
+            index["best"], index["best_val_loss"] = name, val_loss
+        stage = "writing index.json"
+        try:
+            write_json_atomic(root / "index.json", index)
+        except BaseException:
+            if created:  # the index still names the previous checkpoints: drop the new one
+                with contextlib.suppress(Exception):
+                    if name not in _named(read_index(run_dir) or {}):
+                        shutil.rmtree(root / name, ignore_errors=True)
+            raise
+    except OSError as err:
+        raise _save_error(err, name, root, stage) from err
+    _prune(root, keep=_named(index))
     return root / name
 
 
+def _named(index):
+    """The checkpoint folders an index names."""
+    return {index.get("last"), index.get("best")} - {None}
+
+
+def _save_error(err, name, root, stage):
+    """An OSError (of the same errno, so still e.g. a PermissionError) saying what failed."""
+    if err.errno == errno.ENOSPC:
+        fix = "free some disk space, then resume the run (--resume)"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = f"make {root} writable for this user, then resume the run (--resume)"
+    else:
+        fix = "fix the cause, then resume the run (--resume)"
+    message = (f"could not save checkpoint {name} in {root}: {stage} failed "
+               f"({err.strerror or err}); the checkpoints already there are unchanged. {fix}")
+    return OSError(message) if err.errno is None else OSError(err.errno, message)
+
+
 def _prune(root, keep):
-    """Delete checkpoint folders the index no longer names, and leftovers of killed writes."""
+    """Delete checkpoint folders the index no longer names, and leftovers of killed writes:
+    temporary folders, and temporary files of index.json (best effort: errors are ignored)."""
     for path in root.iterdir():
-        if path.is_dir() and path.name not in keep:
-            shutil.rmtree(path, ignore_errors=True)
+        if path.is_dir():
+            if path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+        elif path.name.startswith(".index.json.") and path.name.endswith(".tmp"):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def read_index(run_dir):

@@ -8,7 +8,7 @@ sees either the old complete file or the new complete file, never a torn one.
 import json
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from .errors import FormatError
@@ -27,12 +27,13 @@ def atomic_path(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; the usual permissions
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with suppress(OSError):  # a failed clean-up must not hide the error that caused it
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 

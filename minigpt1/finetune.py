@@ -157,11 +157,12 @@ def finetune(model, optimizer, train, validation, fcfg, run_dir, start_step=0, p
             if step % eval_every == 0 or step == total_steps:
                 val = evaluate_task(model, validation, fcfg.batch_size)
                 record.update(val_loss=val["loss"], **{f"val_{metric}": val["metric"]})
-                checkpoint(step, val["loss"])
                 tqdm.write(f"step {step}: validation {metric} {val['metric']:.4f}, "
                            f"L2 {val['loss']:.4f}")
             if step % fcfg.log_every == 0 or "val_loss" in record:
                 append_metrics(metrics_path, record)
+            if "val_loss" in record:  # after its metrics line: a resume never loses that line
+                checkpoint(step, val["loss"])
             bar.set_postfix(loss=f"{loss:.3f}")
             bar.update(1)
     bar.close()

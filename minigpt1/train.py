@@ -234,9 +234,10 @@ def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
                 if val_units_per_token is not None:
                     val_bits = val_loss * val_units_per_token / math.log(2)
                     record[f"val_bp{unit[0]}"] = val_bits
-                checkpoint(step, val_loss)
             if step % tcfg.log_every == 0 or "val_loss" in record:
                 append_metrics(metrics_path, record)
+            if "val_loss" in record:  # after its metrics line: a resume never loses that line
+                checkpoint(step, val_loss)
             rate = (step - start_step) * tokens_per_step / (time.perf_counter() - started)
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rate:,.0f}")
             bar.update(1)
@@ -244,6 +245,10 @@ def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
     if step < total_steps:  # stopped early by Ctrl-C: keep what was done
         checkpoint(step)
         raise KeyboardInterrupt(f"stopped at step {step}; continue with --resume")
+    if val_loss is None:  # resumed a run that had already finished (killed after its last save)
+        val_loss = evaluate(model, val, tcfg.micro_batch_size)
+        if val_units_per_token is not None:
+            val_bits = val_loss * val_units_per_token / math.log(2)
     rate = (step - start_step) * tokens_per_step / max(1e-9, time.perf_counter() - started)
     result = {"steps": step, "val_loss": val_loss, "tokens_per_s": rate}
     if val_units_per_token is not None:
