@@ -90,6 +90,8 @@ def load_files(directory, mode: str | None = None) -> TokenizerFiles:
     HuggingFace directories have no minigpt1_bpe.json; `mode` then says how to read them
     ("gpt1" for openai-gpt). Every problem raises TokenizerFileError naming file and line.
     """
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     directory = Path(directory)
     if not directory.is_dir():
         raise TokenizerFileError(f"{directory}: no such tokenizer directory")
@@ -114,29 +116,75 @@ def load_files(directory, mode: str | None = None) -> TokenizerFiles:
         specials = {}
     vocab = _read_vocab(directory / VOCAB_FILE)
     merges = _read_merges(directory / MERGES_FILE, vocab)
+    needed = ["<unk>"] if mode == "gpt1" else BYTE_CHARS
+    ordinary = {*needed, *(t for a, b in merges for t in (a, b, a + b))}
     for name, i in specials.items():
         if vocab.get(name) != i:
             raise TokenizerFileError(
-                f"{meta_path}: special token {name!r} has id {i} there but "
+                f"{meta_path}: special token {_clip(name)} has id {i} there but "
                 f"{vocab.get(name)} in {VOCAB_FILE}; the files come from different saves"
             )
-    needed = ["<unk>"] if mode == "gpt1" else BYTE_CHARS
+        if name in ordinary:  # text would reach it, and decode would spell it wrong
+            raise TokenizerFileError(
+                f"{meta_path}: special token {_clip(name)} is also an ordinary token (a base "
+                f"symbol, or part of a merge in {MERGES_FILE}); special tokens come after "
+                "the vocabulary, as add_special_tokens puts them"
+            )
     missing = [t for t in needed if t not in vocab]
     if missing:
         raise TokenizerFileError(
             f"{directory / VOCAB_FILE}: a {mode}-mode vocabulary needs {missing[0]!r} "
             f"({len(missing)} base token(s) missing); is this the right mode?"
         )
+    if mode == "bytes":
+        # every ordinary token is bytes written with BYTE_CHARS; decode reads them back
+        for token, i in vocab.items():
+            if token not in specials and not all(c in CHAR_BYTES for c in token):
+                raise TokenizerFileError(
+                    f"{directory / VOCAB_FILE}: token {_clip(token)} (id {i}) is not written with "
+                    "the byte alphabet of bytes mode (GPT-2's byte-to-unicode table); is this "
+                    "the right mode?"
+                )
     return TokenizerFiles(mode, vocab, merges, specials)
 
 
-def _read_json(path: Path):
+def _read(path: Path) -> str:
+    """read_text, with a file that is not UTF-8 reported as a TokenizerFileError."""
     try:
-        return json.loads(read_text(path))
+        return read_text(path)
+    except ValueError as err:  # read_text's message starts with the path
+        raise TokenizerFileError(str(err)) from None
+
+
+def _no_surrogates(path: Path, what: str, texts) -> None:
+    """JSON may escape a lone surrogate ("\\ud800"), which is no character: refuse it, as it
+    could neither be encoded as UTF-8 nor saved again."""
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise TokenizerFileError(
+                f"{path}: {what} {_clip(text)} holds a lone surrogate, which is not a character"
+            ) from None
+
+
+def _read_json(path: Path):
+    text = _read(path)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as err:
         raise TokenizerFileError(
             f"{path} line {err.lineno} column {err.colno}: not valid JSON ({err.msg})"
         ) from None
+    except ValueError as err:  # an integer of more than 4300 digits
+        raise TokenizerFileError(f"{path}: not a readable JSON file ({err})") from None
+    except RecursionError:
+        raise TokenizerFileError(f"{path}: JSON nested too deeply to read") from None
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    """repr of a text from a file, cut short so that one long line cannot flood a message."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 def _read_meta(path: Path) -> dict:
@@ -153,6 +201,7 @@ def _read_meta(path: Path) -> dict:
     specials = meta.get("special_tokens")
     if not isinstance(specials, dict) or not all(type(i) is int for i in specials.values()):
         raise TokenizerFileError(f"{path}: special_tokens must map names to integer ids")
+    _no_surrogates(path, "special token", specials)
     return meta
 
 
@@ -165,11 +214,12 @@ def _read_vocab(path: Path) -> dict[str, int]:
             f"{path}: the ids must be 0 to {len(vocab) - 1}, each used once "
             "(they index the rows of the embedding matrix)"
         )
+    _no_surrogates(path, "token", vocab)
     return vocab
 
 
 def _read_merges(path: Path, vocab: dict[str, int]) -> list[tuple[str, str]]:
-    lines = read_text(path).split("\n")
+    lines = _read(path).split("\n")
     if lines[-1] == "":  # the newline that ends the last line
         lines.pop()
     first = 1 if lines and lines[0].startswith("#version") else 0
@@ -179,12 +229,12 @@ def _read_merges(path: Path, vocab: dict[str, int]) -> list[tuple[str, str]]:
         if len(pair) != 2 or "" in pair:
             raise TokenizerFileError(
                 f"{path} line {number}: expected two tokens separated by one space, "
-                f"got {line!r}"
+                f"got {_clip(line)}"
             )
         for token in (*pair, pair[0] + pair[1]):
             if token not in vocab:
                 raise TokenizerFileError(
-                    f"{path} line {number}: {token!r} is not in {VOCAB_FILE}; "
+                    f"{path} line {number}: {_clip(token)} is not in {VOCAB_FILE}; "
                     "the two files do not belong together"
                 )
         merges.append(pair)

@@ -16,13 +16,14 @@ SNLI, the Story Cloze Test and RACE publish their test answers, so they also giv
 Two kinds of rows are skipped. SNLI's gold_label "-" means the five annotators reached no
 majority, so there is no answer to learn; every SNLI result leaves these out. And QQP's rows
 with an empty question (two in GLUE's train.tsv) have nothing to compare. Anything else that
-looks wrong stops the load with a ValueError that starts "path:line:" (lines counted from 1,
-as an editor shows them) and says how to fix it.
+looks wrong stops the load with a FormatError (errors.py, a ValueError) that starts
+"path:line:" (lines counted from 1, as an editor shows them) and says how to fix it.
 """
 
 import csv
 from pathlib import Path
 
+from .errors import FormatError
 from .tasks import Example, TaskData, TaskSpec
 
 GLUE = "from the GLUE benchmark download, https://gluebenchmark.com/tasks"
@@ -62,7 +63,8 @@ FILE_TASKS = {spec.name: spec for spec in (
 
 
 def utf8_lines(path: Path):
-    """A file's lines, endings kept, decoded one at a time; a bad byte stops at its line.
+    """A file's lines, endings kept, decoded one at a time; a bad byte, or a NUL (which no
+    text holds, but UTF-16 puts beside every ASCII character), stops at its line.
 
     text.read_text names the byte offset of a bad byte, but an editor wants a line; and line
     by line, SNLI's training file (hundreds of MB with its parse trees) never sits in memory
@@ -70,10 +72,14 @@ def utf8_lines(path: Path):
     """
     with open(path, "rb") as f:
         for number, data in enumerate(f, 1):
+            if b"\0" in data:  # never in text; every other byte of ASCII written as UTF-16
+                raise FormatError(
+                    f"{path}:{number}: a NUL byte (byte {data.index(0) + 1} of the line); is the "
+                    "file UTF-16? convert it to UTF-8, e.g. with iconv, or download it again")
             try:
                 line = data.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise ValueError(
+                raise FormatError(
                     f"{path}:{number}: not valid UTF-8 (byte 0x{data[err.start]:02x}); convert "
                     "the file to UTF-8, e.g. with iconv, or download it again") from None
             yield line.removeprefix("\ufeff") if number == 1 else line  # MRPC starts with a BOM
@@ -88,8 +94,12 @@ def numbered(path, reader):
                 yield start, fields
             start = reader.line_num + 1
     except csv.Error as err:
-        raise ValueError(f"{path}:{reader.line_num}: unreadable line ({err}); remove the stray "
-                         "control character (a lone \\r, or NUL) from it") from None
+        if "field limit" in str(err):  # csv's limit on one field: 131072 characters
+            raise FormatError(f"{path}:{start}: a field longer than {csv.field_size_limit()} "
+                              "characters; is a quote left open, or is this the wrong file?"
+                              ) from None
+        raise FormatError(f"{path}:{reader.line_num}: unreadable line ({err}); remove the stray "
+                          "control character (a lone \\r) from it") from None
 
 
 def delimited_rows(path, delimiter):
@@ -99,6 +109,20 @@ def delimited_rows(path, delimiter):
     # GLUE sentences hold stray quote characters: no quoting at all, one line per record
     lines = (line.removesuffix("\n").removesuffix("\r") for line in lines)
     return numbered(path, csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+def shown(value, limit=80):
+    """repr of a value read from a file, cut short so that one huge field cannot flood a
+    message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def listed(names, most=20):
+    """Column names for a message: odd ones (a BOM, a control character, a long one) as repr,
+    so that what is wrong with them shows."""
+    shown_names = [n if n.isprintable() and len(n) <= 40 else shown(n, 40) for n in names[:most]]
+    return ", ".join(shown_names) + (f", ... ({len(names)} in all)" if len(names) > most else "")
 
 
 def table(path, columns, names=None, delimiter="\t"):
@@ -114,21 +138,21 @@ def table(path, columns, names=None, delimiter="\t"):
     if names is None:
         _, names = next(rows, (1, None))
         if names is None:
-            raise ValueError(f"{path}:1: the file is empty; download it again")
+            raise FormatError(f"{path}:1: the file is empty; download it again")
     missing = [column for column in columns if column not in names]
     if missing:
-        raise ValueError(f"{path}:1: no column {', '.join(missing)} (the header has "
-                         f"{', '.join(names)}); is this the right file for the task?")
+        raise FormatError(f"{path}:1: no column {', '.join(missing)} (the header has "
+                          f"{listed(names)}); is this the right file for the task?")
     where = [names.index(column) for column in columns]
     count = 0
     for line, fields in rows:
         if not max(where) < len(fields) <= len(names):
-            raise ValueError(f"{path}:{line}: {len(fields)} fields, expected {len(names)} "
-                             f"({', '.join(names)}); fix the row or remove it")
+            raise FormatError(f"{path}:{line}: {len(fields)} fields, expected {len(names)} "
+                              f"({listed(names)}); fix the row or remove it")
         count += 1
         yield line, [fields[i] for i in where]
     if count == 0:
-        raise ValueError(f"{path}:{first_row}: no data rows; download the file again")
+        raise FormatError(f"{path}:{first_row}: no data rows; download the file again")
 
 
 def parse_label(where, raw, column, values):
@@ -137,16 +161,16 @@ def parse_label(where, raw, column, values):
     raw = raw.strip()
     if values:
         if raw not in values:
-            raise ValueError(f"{where}: {column} is {raw!r}, not one of {', '.join(values)}; "
-                             "fix the label or remove the row")
+            raise FormatError(f"{where}: {column} is {shown(raw)}, not one of {', '.join(values)}; "
+                              "fix the label or remove the row")
         return values.index(raw)
     try:
         value = float(raw)
     except ValueError:
         value = float("nan")
     if not 0 <= value <= 5:  # NaN fails this too
-        raise ValueError(f"{where}: {column} is {raw!r}, not a number from 0 to 5; "
-                         "fix the score or remove the row")
+        raise FormatError(f"{where}: {column} is {shown(raw)}, not a number from 0 to 5; "
+                          "fix the score or remove the row")
     return value
 
 
@@ -160,8 +184,8 @@ def table_examples(path, texts, label, values, names=None, delimiter="\t",
         if raw.strip() in skip_labels or (empty and skip_empty):
             continue
         if empty:
-            raise ValueError(f"{where}: the {empty[0]} column is empty; "
-                             "write the text in or remove the row")
+            raise FormatError(f"{where}: the {empty[0]} column is empty; "
+                              "write the text in or remove the row")
         found.append(Example(tuple(segments), parse_label(where, raw, label, values), where))
     return found
 

@@ -11,7 +11,8 @@ import json
 
 import numpy as np
 
-from .task_files import FILE_TASKS, table_examples, task_folder, utf8_lines
+from .errors import FormatError
+from .task_files import FILE_TASKS, shown, table_examples, task_folder, utf8_lines
 from .tasks import Example, TaskData
 
 ROC_SEED = 3535999445  # the seed of GPT-1's code, openai/finetune-transformer-lm
@@ -39,8 +40,8 @@ def load_rocstories(folder, n_validation=ROC_VALIDATION):
     val, test = roc_file(folder, "val"), roc_file(folder, "test")
     stories = roc_examples(val)
     if not 0 < n_validation < len(stories):
-        raise ValueError(f"{val}:2: only {len(stories)} stories, too few to hold out "
-                         f"{n_validation} for validation; is this the whole val file?")
+        raise FormatError(f"{val}:2: only {len(stories)} stories, too few to hold out "
+                          f"{n_validation} for validation; is this the whole val file?")
     order = np.random.RandomState(ROC_SEED).permutation(len(stories))  # (n,)
     splits = {"train": [stories[i] for i in order[n_validation:]],
               "validation": [stories[i] for i in order[:n_validation]],
@@ -86,36 +87,43 @@ def load_race(folder):
 
 def race_examples(path):
     """The Examples of one RACE file: {"article", "questions", "options", "answers", "id"}."""
+    text = "".join(utf8_lines(path))
     try:
-        item = json.loads("".join(utf8_lines(path)))
+        item = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno}); "
-                         "a RACE file holds one JSON object, download it again") from None
+        raise FormatError(f"{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno}); "
+                          "a RACE file holds one JSON object, download it again") from None
+    except ValueError as err:  # an integer of more than 4300 digits
+        raise FormatError(f"{path}:1: not readable as JSON ({err}); is this a RACE file?"
+                          ) from None
+    except RecursionError:
+        raise FormatError(f"{path}:1: JSON nested too deeply to read; is this a RACE file?"
+                          ) from None
     where = f"{path}:1"  # RACE writes each object on one line
     keys = ("questions", "options", "answers")
     if not (isinstance(item, dict) and isinstance(item.get("article"), str)
             and all(isinstance(item.get(key), list) for key in keys)):
-        raise ValueError(f"{where}: expected an object with an article (text) and lists of "
-                         "questions, options and answers; is this a RACE file?")
+        raise FormatError(f"{where}: expected an object with an article (text) and lists of "
+                          "questions, options and answers; is this a RACE file?")
     questions, options, answers = (item[key] for key in keys)
     if not len(questions) == len(options) == len(answers) > 0:
-        raise ValueError(f"{where}: {len(questions)} questions, {len(options)} option lists and "
-                         f"{len(answers)} answers; each question needs its options and answer")
+        raise FormatError(f"{where}: {len(questions)} questions, {len(options)} option lists and "
+                          f"{len(answers)} answers; each question needs its options and answer")
     if not item["article"].strip():
-        raise ValueError(f"{where}: the article is empty; remove the file")
+        raise FormatError(f"{where}: the article is empty; remove the file")
     letters = FILE_TASKS["race"].labels
     found = []
     for n, (question, choices, answer) in enumerate(zip(questions, options, answers,
                                                         strict=True), 1):
         if not (isinstance(choices, list) and len(choices) == len(letters)
                 and all(isinstance(c, str) and c.strip() for c in choices)):
-            raise ValueError(f"{where}: question {n} needs exactly {len(letters)} options, all "
-                             f"non-empty texts, got {choices!r}; fix or remove the question")
+            raise FormatError(f"{where}: question {n} needs exactly {len(letters)} options, all "
+                              f"non-empty texts, got {shown(choices)}; fix or remove the question")
         if answer not in letters:
-            raise ValueError(f"{where}: question {n} has answer {answer!r}, not one of "
-                             f"{', '.join(letters)}; fix the answer or remove the question")
+            raise FormatError(f"{where}: question {n} has answer {shown(answer)}, not one of "
+                              f"{', '.join(letters)}; fix the answer or remove the question")
         if not isinstance(question, str):
-            raise ValueError(f"{where}: question {n} is {question!r}, not text")
+            raise FormatError(f"{where}: question {n} is {shown(question)}, not text")
         segments = (f"{item['article']} {question}", *choices)
         found.append(Example(segments, letters.index(answer), f"{path}:question {n}"))
     return found
