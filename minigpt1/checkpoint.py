@@ -40,6 +40,7 @@ class Checkpoint:
     params: dict  # name -> numpy array
     optimizer: dict  # AdamW.state_dict() as numpy arrays
     state: dict  # JSON: config, schedule, seeds, data position, losses
+    folder: Path = None  # where it was read from, for messages
 
 
 def checkpoints_dir(run_dir):
@@ -179,7 +180,7 @@ def load_checkpoint(run_dir, which="last"):
     optimizer = _load_npz(folder / "optimizer.npz")
     _check_params(params, state, folder)
     _check_optimizer(optimizer, params, folder / "optimizer.npz")
-    return Checkpoint(step=step, params=params, optimizer=optimizer, state=state)
+    return Checkpoint(step=step, params=params, optimizer=optimizer, state=state, folder=folder)
 
 
 def _load_npz(path):

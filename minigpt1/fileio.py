@@ -60,3 +60,15 @@ def read_json(path, what="file"):
     if not isinstance(obj, dict):
         raise FormatError(f"{path}: a {what} must be a JSON object, found {type(obj).__name__}")
     return obj
+
+
+def section(obj, key, build, path):
+    """build(obj[key]) for one section of a JSON file read from `path` (run.json's "config",
+    "train", ...); a section that is missing or of the wrong shape is a FormatError naming
+    the file and the key, not a KeyError or TypeError from deep inside."""
+    if key not in obj:
+        raise FormatError(f"{path}: no '{key}' section")
+    try:
+        return build(obj[key])
+    except (TypeError, ValueError, AttributeError) as err:
+        raise FormatError(f"{path}: bad '{key}' section ({err})") from err

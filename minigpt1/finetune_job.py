@@ -18,7 +18,8 @@ from .bpe import BPETokenizer
 from .checkpoint import load_checkpoint
 from .config import GPTConfig
 from .corpus import load_text_dir
-from .fileio import read_json, write_json_atomic
+from .errors import FormatError
+from .fileio import read_json, section, write_json_atomic
 from .finetune import FinetuneConfig, evaluate_task, finetune
 from .model import GPT
 from .optim import AdamW
@@ -56,7 +57,7 @@ def source_text_dir(checkpoint):
     run_json = Path(checkpoint) / "run.json"
     if run_json.exists():
         text_dir = read_json(run_json, what="run description").get("text_dir")
-        if text_dir and Path(text_dir).is_dir():
+        if isinstance(text_dir, str) and text_dir and Path(text_dir).is_dir():
             return text_dir
     return None
 
@@ -92,17 +93,32 @@ def new_task_model(gpt, tokenizer, spec, fcfg):
     return TaskModel(gpt, spec, seed=fcfg.seed, clf_pdrop=fcfg.clf_pdrop)
 
 
+def read_finetune_run(run_dir):
+    """(run.json as a dict, GPTConfig, FinetuneConfig, TaskSpec) of a fine-tuning run."""
+    path = Path(run_dir) / "run.json"
+    run = read_json(path, what="run description")
+    cfg = section(run, "config", GPTConfig.from_dict, path)
+    fcfg = section(run, "finetune", lambda values: FinetuneConfig(**values), path)
+    spec = section(run, "task", lambda values: TaskSpec(**values), path)
+    for key in ("checkpoint", "data"):
+        if not isinstance(run.get(key), str | None) or (key == "checkpoint" and key not in run):
+            raise FormatError(f"{path}: '{key}' must be a path, found {run.get(key)!r}")
+    return run, cfg, fcfg, spec
+
+
 def resumed_task_model(run_dir, device="cpu"):
-    """(TaskModel, tokenizer, checkpoint, FinetuneConfig) of a fine-tuning run to continue."""
-    run = read_json(run_dir / "run.json", what="run description")
+    """(TaskModel, tokenizer, checkpoint, FinetuneConfig, run.json) of a fine-tuning run to
+    continue."""
+    run, cfg, fcfg, spec = read_finetune_run(run_dir)
     checkpoint = load_checkpoint(run_dir)
-    cfg = GPTConfig.from_dict(run["config"])
-    fcfg = FinetuneConfig(**run["finetune"])
+    missing = [k for k in HEAD if k not in checkpoint.params]
+    if missing:
+        raise FormatError(f"{checkpoint.folder / 'params.npz'}: no task head {missing}")
     body = {k: v for k, v in checkpoint.params.items() if k not in HEAD}
     gpt = GPT(cfg, seed=fcfg.seed, device=device, params=body)
     head = {k: checkpoint.params[k] for k in HEAD}
-    model = TaskModel(gpt, TaskSpec(**run["task"]), fcfg.seed, fcfg.clf_pdrop, head)
-    return model, BPETokenizer.load(run_dir / "tokenizer"), checkpoint, fcfg
+    model = TaskModel(gpt, spec, fcfg.seed, fcfg.clf_pdrop, head)
+    return model, BPETokenizer.load(run_dir / "tokenizer"), checkpoint, fcfg, run
 
 
 def run_finetuning(checkpoint, task_name, run_dir, data=None, fcfg=None, which="last",
@@ -116,9 +132,8 @@ def run_finetuning(checkpoint, task_name, run_dir, data=None, fcfg=None, which="
     run_dir = check_run_dir(run_dir, resume, force)
     start_step = 0
     if resume:
-        model, tokenizer, saved, fcfg = resumed_task_model(run_dir, device)
-        run = read_json(run_dir / "run.json", what="run description")
-        task_name, data, checkpoint = run["task"]["name"], run.get("data"), run["checkpoint"]
+        model, tokenizer, saved, fcfg, run = resumed_task_model(run_dir, device)
+        task_name, data, checkpoint = model.spec.name, run.get("data"), run["checkpoint"]
         start_step = saved.step
     else:
         fcfg = fcfg or FinetuneConfig()

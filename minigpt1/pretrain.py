@@ -21,7 +21,7 @@ from .checkpoint import load_checkpoint, read_index
 from .config import GPTConfig
 from .corpus import cache_file, chars_and_bytes, encode_texts, load_text_dir, split_documents
 from .estimate import check_fits, describe
-from .fileio import read_json, write_json_atomic
+from .fileio import read_json, section, write_json_atomic
 from .model import GPT
 from .optim import AdamW
 from .plots import plot_losses, plot_lr
@@ -82,10 +82,18 @@ def get_tokenizer(run_dir, train_texts, tokenizer_dir=None, vocab_size=8192, mod
     return tokenizer
 
 
-def check_resume(run, checkpoint, tokenizer):
+def read_run(run_dir):
+    """(run.json as a dict, its GPTConfig, its TrainConfig): what a resumed run continues."""
+    path = Path(run_dir) / "run.json"
+    run = read_json(path, what="run description")
+    cfg = section(run, "config", GPTConfig.from_dict, path)
+    tcfg = section(run, "train", lambda train: TrainConfig(**train), path)
+    return run, cfg, tcfg
+
+
+def check_resume(cfg, checkpoint, tokenizer):
     """Refuse a checkpoint whose architecture or vocabulary differs from the run's."""
-    cfg = GPTConfig.from_dict(run["config"])
-    saved = GPTConfig.from_dict(checkpoint.state["config"])
+    saved = checkpoint_config(checkpoint)
     if saved != cfg:
         raise ValueError(f"checkpoint config {saved} differs from run.json's {cfg}")
     if tokenizer.vocab_size != cfg.vocab_size:
@@ -94,6 +102,12 @@ def check_resume(run, checkpoint, tokenizer):
             f"{cfg.vocab_size}: the tokenizer folder was changed; restore it or start a new run"
         )
     return cfg
+
+
+def checkpoint_config(checkpoint):
+    """The GPTConfig a checkpoint's state.json records (load_checkpoint checked it if present)."""
+    path = checkpoint.folder / "state.json"
+    return section(checkpoint.state, "config", GPTConfig.from_dict, path)
 
 
 def print_estimate(cfg, tcfg):
@@ -128,10 +142,9 @@ def run_pretraining(text_dir, run_dir, preset="small", tcfg=None, tokenizer_dir=
     train_ids = encode_texts(train_texts, tokenizer, cache_file(cache, "train", train_texts, key))
     val_ids = encode_texts(val_texts, tokenizer, cache_file(cache, "val", val_texts, key))
     if resume:
-        run = read_json(run_dir / "run.json", what="run description")
+        _, cfg, tcfg = read_run(run_dir)
         checkpoint = load_checkpoint(run_dir)
-        cfg = check_resume(run, checkpoint, tokenizer)
-        tcfg = TrainConfig(**run["train"])
+        check_resume(cfg, checkpoint, tokenizer)
         check_fits(cfg, tcfg.batch_size, tcfg.micro_batch_size)
     else:
         rates = {} if dropout is None else dict.fromkeys(DROPOUTS, dropout)
@@ -171,7 +184,7 @@ def load_model(path, which="last", device="cpu"):
     if (path / "checkpoints" / "index.json").exists():
         check_tokenizer(path / "tokenizer", path)
         checkpoint = load_checkpoint(path, which)
-        cfg = GPTConfig.from_dict(checkpoint.state["config"])
+        cfg = checkpoint_config(checkpoint)
         # a fine-tuned run also holds its task head (clf.*): the GPT itself is the rest
         body = {k: v for k, v in checkpoint.params.items() if not k.startswith("clf.")}
         model = GPT(cfg, device=device, params=body)
