@@ -60,29 +60,33 @@ def available_memory():
     return None
 
 
-def check_fits(cfg, batch_size, micro_batch_size, seq_len=None, available=None):
+def check_fits(cfg, batch_size, micro_batch_size, seq_len=None, available=None,
+               sequences_per_item=1):
     """Refuse, before anything is allocated, an update that will not fit in memory.
 
-    `available` defaults to what the machine has now. Keeps a 10% margin for what the estimate
-    leaves out (Python, the data, temporaries). The message gives the estimate and the largest
-    micro-batch (gradient accumulation: same update, less activation memory) that fits.
+    Batches count items: sequences in pre-training, examples in fine-tuning, where an example
+    runs the transformer on `sequences_per_item` sequences (2 for similarity, K answers for
+    multiple choice). `available` defaults to what the machine has now. Keeps a 10% margin for
+    what the estimate leaves out (Python, the data, temporaries). The message gives the
+    estimate and the largest micro-batch (gradient accumulation: same update, less activation
+    memory) that fits.
     """
     available = available_memory() if available is None else available
     T = seq_len or cfg.n_ctx
     budget = 0.9 * available if available else None
 
     def need(micro):
-        return sum(estimate_memory(cfg, micro, T).values())
+        return sum(estimate_memory(cfg, micro * sequences_per_item, T).values())
 
     if budget is None or need(micro_batch_size) <= budget:
         return
-    parts = ", ".join(f"{k} {v / 2**30:.1f}" for k, v in estimate_memory(cfg, micro_batch_size,
-                                                                          T).items())
+    memory = estimate_memory(cfg, micro_batch_size * sequences_per_item, T)
+    parts = ", ".join(f"{k} {v / 2**30:.1f}" for k, v in memory.items())
     fitting = [m for m in range(micro_batch_size - 1, 0, -1)
                if batch_size % m == 0 and need(m) <= budget]
     if fitting:
-        fix = (f"use --micro-batch-size {fitting[0]}: the same updates of {batch_size} "
-               f"sequences, accumulated over {batch_size // fitting[0]} micro-batches")
+        fix = (f"use --micro-batch-size {fitting[0]}: the same updates of {batch_size}, "
+               f"accumulated over {batch_size // fitting[0]} micro-batches")
     else:
         fix = "even one sequence at a time does not fit: use a smaller preset or --n-ctx"
     raise ValueError(

@@ -19,6 +19,7 @@ from .checkpoint import load_checkpoint
 from .config import GPTConfig
 from .corpus import load_text_dir
 from .errors import FormatError
+from .estimate import check_fits
 from .fileio import read_json, section, write_json_atomic
 from .finetune import FinetuneConfig, evaluate_task, finetune
 from .model import GPT
@@ -144,6 +145,9 @@ def run_finetuning(checkpoint, task_name, run_dir, data=None, fcfg=None, which="
     if not resume:
         model = new_task_model(gpt, tokenizer, task.spec, fcfg)
     encoded = encode_splits(task, tokenizer, model.gpt.cfg.n_ctx, allow_truncation)
+    longest = max(len(seq) for example in encoded["train"] for seq in example.sequences)
+    check_fits(model.gpt.cfg, fcfg.batch_size, fcfg.micro_batch_size, longest,
+               sequences_per_item=len(encoded["train"][0].sequences))
     if not resume:  # only now: bad data must not cost an earlier run its folder
         start_run_dir(run_dir)
         tokenizer.save(run_dir / "tokenizer")

@@ -192,3 +192,14 @@ def test_regression_and_multiple_choice_run_end_to_end(model_dir, tmp_path):
     result = run_finetuning(model_dir, "pick", tmp_path / "mc", fcfg=fcfg, task=task,
                             progress=False)
     assert result["scores"]["validation"] in {i / 8 for i in range(9)}
+
+
+def test_a_run_that_cannot_fit_is_refused_before_anything_is_written(model_dir, tmp_path,
+                                                                      monkeypatch):
+    from minigpt1 import estimate
+
+    monkeypatch.setattr(estimate, "available_memory", lambda: 2**20)  # 1 MiB left
+    with pytest.raises(ValueError, match="micro-batch"):
+        run_finetuning(model_dir, "mood", tmp_path / "run", fcfg=FAST, task=mood_task(),
+                       progress=False)
+    assert not (tmp_path / "run").exists()
