@@ -29,6 +29,15 @@ json_values = st.recursive(
 )
 
 
+# JSON texts that trip parsers: Python refuses huge integers and recurses on deep nesting
+HOSTILE_JSON = {
+    "an integer of 5000 digits": "1" * 5000,
+    "100,000 nested lists": "[" * 100_000 + "]" * 100_000,
+    "100,000 nested objects": '{"a":' * 100_000 + "1" + "}" * 100_000,
+    "NaN": "NaN",
+}
+
+
 @st.composite
 def broken_bytes(draw, good):
     """`good` cut short, with bytes overwritten, or with bytes inserted: the usual damage."""

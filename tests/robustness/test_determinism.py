@@ -23,10 +23,10 @@ import pytest
 
 from minigpt1 import GPT, GPTConfig, train
 from minigpt1.checkpoint import load_checkpoint
-from minigpt1.corpus import SAMPLE_DIR
 from minigpt1.generate import generate
 from minigpt1.pretrain import run_pretraining
 from minigpt1.train import TrainConfig
+from tests.robustness.conftest import SMALL, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 KILL_SEED = int(os.environ.get("MINIGPT1_KILL_SEED", str(time.time_ns() % 2**32)))
@@ -35,19 +35,6 @@ FLAGS = ["--preset", "tiny", "--n-ctx", "32", "--vocab-size", "300", "--batch-si
          "--micro-batch-size", "2", "--warmup-steps", "4", "--eval-every", "4",
          "--eval-windows", "4", "--log-every", "1", "--lr", "3e-3", "--seed", "3",
          "--max-steps", str(STEPS)]
-SMALL = dict(batch_size=4, micro_batch_size=2, warmup_steps=4, eval_every=4, eval_windows=4,
-             log_every=1, lr=3e-3)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """A copy of the sample corpus (pretrain caches token ids beside it) and its tokenizer,
-    trained once: (text_dir, tokenizer_dir)."""
-    base = tmp_path_factory.mktemp("corpus")
-    shutil.copytree(SAMPLE_DIR, base / "texts")
-    run_pretraining(base / "texts", base / "first", preset="tiny", n_ctx=32, vocab_size=300,
-                    tcfg=TrainConfig(max_steps=1, **SMALL), progress=False)
-    return base / "texts", base / "first" / "tokenizer"
 
 
 def start(corpus, out, *extra):
@@ -113,15 +100,6 @@ def checkpoint_step(out):
         return load_checkpoint(out).step
     except (FileNotFoundError, ValueError):
         return None
-
-
-def wait_for(condition, proc, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            out, err = proc.communicate()
-            pytest.fail(f"the run ended (or hung) before it could be interrupted:\n{out}\n{err}")
-        time.sleep(0.005)
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])

@@ -25,9 +25,9 @@ import pytest
 
 from minigpt1 import train
 from minigpt1.checkpoint import load_checkpoint, read_index, save_checkpoint
-from minigpt1.corpus import SAMPLE_DIR
 from minigpt1.pretrain import run_pretraining
 from minigpt1.train import TrainConfig
+from tests.robustness.conftest import SMALL, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 KILL_TRIALS = int(os.environ.get("MINIGPT1_KILL_TRIALS", "25"))
@@ -269,19 +269,6 @@ def test_a_folder_left_by_a_killed_save_is_replaced(tmp_path):
 FLAGS = ["--preset", "tiny", "--n-ctx", "32", "--vocab-size", "300", "--batch-size", "4",
          "--micro-batch-size", "2", "--warmup-steps", "4", "--eval-every", "4",
          "--eval-windows", "4", "--log-every", "1", "--lr", "3e-3"]
-SMALL = dict(batch_size=4, micro_batch_size=2, warmup_steps=4, eval_every=4, eval_windows=4,
-             log_every=1, lr=3e-3)
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """A copy of the sample corpus (pretrain caches token ids beside it) and its tokenizer,
-    trained once: (text_dir, tokenizer_dir)."""
-    base = tmp_path_factory.mktemp("corpus")
-    shutil.copytree(SAMPLE_DIR, base / "texts")
-    run_pretraining(base / "texts", base / "first", preset="tiny", n_ctx=32, vocab_size=300,
-                    tcfg=TrainConfig(max_steps=1, **SMALL), progress=False)
-    return base / "texts", base / "first" / "tokenizer"
 
 
 def cli(*args):
@@ -295,15 +282,6 @@ def metric_steps(run_dir):
     if not path.exists():
         return []
     return [json.loads(line)["step"] for line in path.read_text().splitlines() if line.strip()]
-
-
-def wait_for(condition, proc, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            out, err = proc.communicate()
-            pytest.fail(f"the run ended (or hung) before it could be interrupted:\n{out}\n{err}")
-        time.sleep(0.005)
 
 
 def test_ctrl_c_during_training_saves_and_resume_continues(tmp_path, corpus):

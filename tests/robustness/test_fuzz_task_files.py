@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from minigpt1.errors import FormatError
 from minigpt1.task_files import load_task_files
 from minigpt1.task_files_mc import load_rocstories
+from tests.robustness import fuzz
 from tests.robustness.fuzz import FUZZ, broken_bytes, copy_of, json_values, write_json
 
 # ---------------------------------------------------------------------------------------------
@@ -289,10 +290,7 @@ def test_race_fields_set_to_any_json(good, data):
 
 
 HOSTILE_JSON = {
-    "an integer of 5000 digits": "1" * 5000,
-    "100,000 nested lists": "[" * 100_000 + "]" * 100_000,
-    "100,000 nested objects": '{"a":' * 100_000 + "1" + "}" * 100_000,
-    "NaN": "NaN",
+    **fuzz.HOSTILE_JSON,
     "an empty file": "",
     "two objects": race("One.", "A") + "\n" + race("Two.", "B"),
 }
