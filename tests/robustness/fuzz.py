@@ -1,7 +1,11 @@
 """What every fuzz test shares: how many cases, how a file is broken, what a clean failure is.
 
-MINIGPT1_FUZZ_EXAMPLES sets the cases per test: CI runs the default (a couple of minutes in
-all); `MINIGPT1_FUZZ_EXAMPLES=2000 python -m pytest tests/robustness` is the long local run.
+Two hypothesis profiles: "ci" (the default: 200 cases per test, the same cases every run, a
+couple of minutes in all) and "long" (2,000 fresh random cases per test):
+
+    MINIGPT1_FUZZ_PROFILE=long python -m pytest tests/robustness
+
+MINIGPT1_FUZZ_EXAMPLES overrides the number of cases of either profile.
 """
 
 import json
@@ -15,9 +19,13 @@ from hypothesis import strategies as st
 
 from minigpt1.errors import FormatError
 
-EXAMPLES = int(os.environ.get("MINIGPT1_FUZZ_EXAMPLES", "200"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+QUIET = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                   HealthCheck.data_too_large])
+settings.register_profile("ci", max_examples=200, derandomize=True, **QUIET)
+settings.register_profile("long", max_examples=2000, **QUIET)
+PROFILE = settings.get_profile(os.environ.get("MINIGPT1_FUZZ_PROFILE", "ci"))
+EXAMPLES = int(os.environ.get("MINIGPT1_FUZZ_EXAMPLES", PROFILE.max_examples))
+FUZZ = settings(PROFILE, max_examples=EXAMPLES)
 
 # any JSON value, nested a few levels
 json_values = st.recursive(
