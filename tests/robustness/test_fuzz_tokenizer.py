@@ -11,7 +11,7 @@ byte alphabet included). Both modes, and HuggingFace-style directories without
 minigpt1_bpe.json loaded with mode="gpt1" or "bytes".
 
 Accepted: success, after which encoding and decoding a short text must work too; or a
-FormatError naming the folder (FileNotFoundError likewise). Anything else fails the test.
+FormatError naming the folder. Anything else fails the test.
 """
 
 import json
@@ -70,7 +70,7 @@ def load_and_use(folder, mode=None):
 
 
 def check(folder, mode=None):
-    """Success, or FormatError/FileNotFoundError whose message starts with the folder."""
+    """Success, or FormatError whose message starts with the folder."""
     err = loads_or_fails_cleanly(lambda: load_and_use(folder, mode), folder)
     if err is not None:
         assert str(err).startswith(str(folder)), f"the message does not start with a path: {err}"
