@@ -14,6 +14,7 @@ else JSON; every file carries a format version.
 
 import contextlib
 import errno
+import functools
 import re
 import shutil
 import tempfile
@@ -26,7 +27,7 @@ import numpy as np
 from .backend import to_numpy
 from .config import GPTConfig
 from .errors import FormatError
-from .fileio import read_json, write_json_atomic
+from .fileio import read_json, section, write_json_atomic
 from .model import check_params
 
 FORMAT_VERSION = 1
@@ -41,6 +42,7 @@ class Checkpoint:
     optimizer: dict  # AdamW.state_dict() as numpy arrays
     state: dict  # JSON: config, schedule, seeds, data position, losses
     folder: Path = None  # where it was read from, for messages
+    config: GPTConfig = None  # the model config state.json records (None if it has none)
 
 
 def checkpoints_dir(run_dir):
@@ -56,50 +58,58 @@ def save_checkpoint(run_dir, step, params, optimizer_state, state, val_loss=None
     """
     root = checkpoints_dir(run_dir)
     name = f"step-{step:07d}"
-    stage = f"creating {root}"
-    try:
+    stage = functools.partial(_stage, name=name, root=root)
+    with stage(f"creating {root}"):
         root.mkdir(parents=True, exist_ok=True)
-        stage = "creating a temporary folder"
+    with stage("creating a temporary folder"):
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-        try:
-            stage = "writing params.npz"
+    try:
+        with stage("writing params.npz"):
             np.savez(tmp / "params.npz", **{k: to_numpy(v) for k, v in params.items()})
-            stage = "writing optimizer.npz"
+        with stage("writing optimizer.npz"):
             np.savez(tmp / "optimizer.npz",
                      **{k: to_numpy(v) for k, v in optimizer_state.items()})
-            stage = "writing state.json"
+        with stage("writing state.json"):
             write_json_atomic(tmp / "state.json", {"format_version": FORMAT_VERSION,
                                                    "step": step, "val_loss": val_loss, **state})
-            stage = "reading index.json"
+        with stage("reading index.json"):
             index = read_index(run_dir) or {"format_version": FORMAT_VERSION}
-            created = name not in _named(index)
-            if not created:  # this step is already saved (Ctrl-C right after a save)
+        created = name not in _named(index)
+        if not created:  # this step is already saved (Ctrl-C right after a save)
+            with stage("removing the temporary folder"):
                 shutil.rmtree(tmp)
-            else:
-                if (root / name).exists():  # left by a save killed before its index update
-                    stage = f"removing the unfinished {name}"
+        else:
+            if (root / name).exists():  # left by a save killed before its index update
+                with stage(f"removing the unfinished {name}"):
                     shutil.rmtree(root / name)
-                stage = f"renaming the temporary folder to {name}"
+            with stage(f"renaming the temporary folder to {name}"):
                 tmp.rename(root / name)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        index["last"] = name
-        if val_loss is not None and val_loss < index.get("best_val_loss", float("inf")):
-            index["best"], index["best_val_loss"] = name, val_loss
-        stage = "writing index.json"
-        try:
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    index["last"] = name
+    if val_loss is not None and val_loss < index.get("best_val_loss", float("inf")):
+        index["best"], index["best_val_loss"] = name, val_loss
+    try:
+        with stage("writing index.json"):
             write_json_atomic(root / "index.json", index)
-        except BaseException:
-            if created:  # the index still names the previous checkpoints: drop the new one
-                with contextlib.suppress(Exception):
-                    if name not in _named(read_index(run_dir) or {}):
-                        shutil.rmtree(root / name, ignore_errors=True)
-            raise
-    except OSError as err:
-        raise _save_error(err, name, root, stage) from err
+    except BaseException:
+        if created:  # the index still names the previous checkpoints: drop the new one
+            with contextlib.suppress(Exception):
+                if name not in _named(read_index(run_dir) or {}):
+                    shutil.rmtree(root / name, ignore_errors=True)
+        raise
     _prune(root, keep=_named(index))
     return root / name
+
+
+@contextlib.contextmanager
+def _stage(what, name, root):
+    """Report an OSError inside the block as `what` having failed while saving `name`."""
+    try:
+        yield
+    except OSError as err:
+        raise _save_error(err, name, root, what) from err
 
 
 def _named(index):
@@ -178,9 +188,9 @@ def load_checkpoint(run_dir, which="last"):
                           f"found {step!r}")
     params = _load_npz(folder / "params.npz")
     optimizer = _load_npz(folder / "optimizer.npz")
-    _check_params(params, state, folder)
+    config = _check_params(params, state, folder)
     _check_optimizer(optimizer, params, folder / "optimizer.npz")
-    return Checkpoint(step=step, params=params, optimizer=optimizer, state=state, folder=folder)
+    return Checkpoint(step, params, optimizer, state, folder, config)
 
 
 def _load_npz(path):
@@ -196,23 +206,22 @@ def _load_npz(path):
 
 
 def _check_params(params, state, folder):
-    """Finite floating-point tensors with the names and shapes of the state's config."""
+    """Finite floating-point tensors with the names and shapes of the state's config, which
+    it returns (None when the state records none)."""
     path = folder / "params.npz"
     for name, value in params.items():
         if value.dtype.kind != "f" or not np.isfinite(value).all():
             raise FormatError(f"{path}: tensor {name} must hold finite floats, found "
                               f"{value.dtype} {'values' if value.dtype.kind != 'f' else 'NaN/inf'}")
     if "config" not in state:
-        return
-    try:
-        cfg = GPTConfig.from_dict(state["config"])
-    except (TypeError, ValueError, AttributeError) as err:
-        raise FormatError(f"{folder / 'state.json'}: bad model config ({err})") from err
+        return None
+    cfg = section(state, "config", GPTConfig.from_dict, folder / "state.json")
     body = {name: value for name, value in params.items() if name not in TASK_HEAD}
     try:
         check_params(cfg, body, source=str(path))
     except ValueError as err:
         raise FormatError(str(err)) from err
+    return cfg
 
 
 def _check_optimizer(optimizer, params, path):
