@@ -20,6 +20,7 @@ from .bpe import BPETokenizer
 from .checkpoint import load_checkpoint, read_index
 from .config import GPTConfig
 from .corpus import cache_file, chars_and_bytes, encode_texts, load_text_dir, split_documents
+from .errors import FormatError
 from .estimate import check_fits, describe
 from .fileio import read_json, section, write_json_atomic
 from .model import GPT
@@ -105,9 +106,10 @@ def check_resume(cfg, checkpoint, tokenizer):
 
 
 def checkpoint_config(checkpoint):
-    """The GPTConfig a checkpoint's state.json records (load_checkpoint checked it if present)."""
-    path = checkpoint.folder / "state.json"
-    return section(checkpoint.state, "config", GPTConfig.from_dict, path)
+    """The GPTConfig a checkpoint's state.json records (load_checkpoint built and checked it)."""
+    if checkpoint.config is None:
+        raise FormatError(f"{checkpoint.folder / 'state.json'}: no 'config' section")
+    return checkpoint.config
 
 
 def print_estimate(cfg, tcfg):
