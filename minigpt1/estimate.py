@@ -78,7 +78,8 @@ def check_fits(cfg, batch_size, micro_batch_size, seq_len=None, available=None,
     def need(micro):
         return sum(estimate_memory(cfg, micro * sequences_per_item, T).values())
 
-    if budget is None or need(micro_batch_size) <= budget:
+    needed = need(micro_batch_size)
+    if budget is None or needed <= budget:
         return
     memory = estimate_memory(cfg, micro_batch_size * sequences_per_item, T)
     parts = ", ".join(f"{k} {v / 2**30:.1f}" for k, v in memory.items())
@@ -90,7 +91,7 @@ def check_fits(cfg, batch_size, micro_batch_size, seq_len=None, available=None,
     else:
         fix = "even one sequence at a time does not fit: use a smaller preset or --n-ctx"
     raise ValueError(
-        f"an update needs about {need(micro_batch_size) / 2**30:.1f} GiB ({parts} GiB) with "
+        f"an update needs about {needed / 2**30:.1f} GiB ({parts} GiB) with "
         f"micro-batches of {micro_batch_size} x {T} tokens, but this machine has "
         f"{available / 2**30:.1f} GiB available; {fix}"
     )
@@ -126,13 +127,13 @@ def describe(cfg, batch_size, seq_len=None, peak_gflops=None, micro_batch_size=N
         f"{flops.training * batch_size * T / 1e9:,.1f} GFLOP per update of {batch_size} x {T}",
         f"memory: {sum(memory.values()) / 2**20:,.0f} MiB ({parts} MiB)",
     ]
-    try:
-        check_fits(cfg, batch_size, micro_batch_size or batch_size, T)
-        available = available_memory()
-        if available:
+    available = available_memory()
+    if available:
+        try:
+            check_fits(cfg, batch_size, micro_batch_size or batch_size, T, available)
             lines.append(f"fits in the {available / 2**30:,.1f} GiB this machine has available")
-    except ValueError as err:
-        lines.append(f"does not fit: {err}")
+        except ValueError as err:
+            lines.append(f"does not fit: {err}")
     if peak_gflops:
         best = peak_gflops * 1e9 / flops.training
         lines.append(f"at the matmul peak of {peak_gflops:,.0f} GFLOP/s: at most {best:,.0f} "

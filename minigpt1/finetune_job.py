@@ -101,9 +101,10 @@ def read_finetune_run(run_dir):
     cfg = section(run, "config", GPTConfig.from_dict, path)
     fcfg = section(run, "finetune", lambda values: FinetuneConfig(**values), path)
     spec = section(run, "task", lambda values: TaskSpec(**values), path)
-    for key in ("checkpoint", "data"):
-        if not isinstance(run.get(key), str | None) or (key == "checkpoint" and key not in run):
-            raise FormatError(f"{path}: '{key}' must be a path, found {run.get(key)!r}")
+    if not isinstance(run.get("checkpoint"), str):
+        raise FormatError(f"{path}: 'checkpoint' must be a path, found {run.get('checkpoint')!r}")
+    if not isinstance(run.get("data"), str | None):
+        raise FormatError(f"{path}: 'data' must be a path or null, found {run['data']!r}")
     return run, cfg, fcfg, spec
 
 

@@ -203,6 +203,9 @@ def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
         return warmup_cosine(step, tcfg.lr, tcfg.warmup_steps, total_steps,
                              tcfg.lr * tcfg.min_lr_ratio)
 
+    def bits(loss):  # validation nats per token -> bits per byte (or character)
+        return loss * val_units_per_token / math.log(2)
+
     def checkpoint(step, val_loss=None):
         state = {"config": model.cfg.to_dict(), "train": asdict(tcfg), "total_steps": total_steps}
         save_checkpoint(run_dir, step, model.params, optimizer.state_dict(), state, val_loss)
@@ -211,7 +214,7 @@ def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
     total_steps = total_steps or tcfg.max_steps
     bar = tqdm(total=total_steps, initial=start_step, desc="pre-training", unit="step",
                disable=not progress, dynamic_ncols=True)
-    val_loss, val_bits, started, step, durations = None, None, time.perf_counter(), start_step, []
+    val_loss, started, step, durations = None, time.perf_counter(), start_step, []
     with GracefulInterrupt() as interrupt:
         while step < total_steps and not interrupt.requested:
             t0 = time.perf_counter()
@@ -232,8 +235,7 @@ def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
                 val_loss = evaluate(model, val, tcfg.micro_batch_size)
                 record.update(val_loss=val_loss, val_ppl=math.exp(min(val_loss, 700)))
                 if val_units_per_token is not None:
-                    val_bits = val_loss * val_units_per_token / math.log(2)
-                    record[f"val_bp{unit[0]}"] = val_bits
+                    record[f"val_bp{unit[0]}"] = bits(val_loss)
             if step % tcfg.log_every == 0 or "val_loss" in record:
                 append_metrics(metrics_path, record)
             if "val_loss" in record:  # after its metrics line: a resume never loses that line
@@ -247,10 +249,8 @@ def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
         raise KeyboardInterrupt(f"stopped at step {step}; continue with --resume")
     if val_loss is None:  # resumed a run that had already finished (killed after its last save)
         val_loss = evaluate(model, val, tcfg.micro_batch_size)
-        if val_units_per_token is not None:
-            val_bits = val_loss * val_units_per_token / math.log(2)
     rate = (step - start_step) * tokens_per_step / max(1e-9, time.perf_counter() - started)
     result = {"steps": step, "val_loss": val_loss, "tokens_per_s": rate}
     if val_units_per_token is not None:
-        result[f"val_bits_per_{unit}"] = val_bits
+        result[f"val_bits_per_{unit}"] = bits(val_loss)
     return result
