@@ -17,6 +17,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from minigpt1 import GPTConfig
 from minigpt1.errors import FormatError
 
 QUIET = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -26,6 +27,9 @@ settings.register_profile("long", max_examples=2000, **QUIET)
 PROFILE = settings.get_profile(os.environ.get("MINIGPT1_FUZZ_PROFILE", "ci"))
 EXAMPLES = int(os.environ.get("MINIGPT1_FUZZ_EXAMPLES", PROFILE.max_examples))
 FUZZ = settings(PROFILE, max_examples=EXAMPLES)
+
+# the smallest GPT worth saving: files of a few kilobytes, loaded in milliseconds
+CFG = GPTConfig.preset("tiny", n_layer=1, n_embd=8, n_head=2, n_ctx=4, vocab_size=7)
 
 # any JSON value, nested a few levels
 json_values = st.recursive(

@@ -8,11 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minigpt1 import GPT, GPTConfig
+from minigpt1 import GPT
 from minigpt1.checkpoint import load_checkpoint, save_checkpoint
 from minigpt1.errors import FormatError
 from minigpt1.optim import AdamW
 from tests.robustness.fuzz import (
+    CFG,
     FUZZ,
     broken_bytes,
     copy_of,
@@ -21,7 +22,6 @@ from tests.robustness.fuzz import (
     write_json,
 )
 
-CFG = GPTConfig.preset("tiny", n_layer=1, n_embd=8, n_head=2, n_ctx=4, vocab_size=7)
 FILES = ["params.npz", "optimizer.npz", "state.json"]
 
 

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minigpt1 import GPT, GPTConfig, from_pretrained
+from minigpt1 import GPT, from_pretrained
 from tests.robustness.fuzz import (
+    CFG,
     FUZZ,
     broken_bytes,
     copy_of,
@@ -19,8 +20,6 @@ from tests.robustness.fuzz import (
     loads_or_fails_cleanly,
     write_json,
 )
-
-CFG = GPTConfig.preset("tiny", n_layer=1, n_embd=8, n_head=2, n_ctx=4, vocab_size=7)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minigpt1 import GPTConfig
 from minigpt1.cli import main
 from minigpt1.corpus import SAMPLE_DIR
 from minigpt1.finetune import FinetuneConfig
@@ -17,9 +16,15 @@ from minigpt1.finetune_job import read_finetune_run
 from minigpt1.pretrain import read_run, run_pretraining
 from minigpt1.tasks import TaskSpec
 from minigpt1.train import TrainConfig
-from tests.robustness.fuzz import FUZZ, broken_bytes, copy_of, json_values, loads_or_fails_cleanly
+from tests.robustness.fuzz import (
+    CFG,
+    FUZZ,
+    broken_bytes,
+    copy_of,
+    json_values,
+    loads_or_fails_cleanly,
+)
 
-CFG = GPTConfig.preset("tiny", n_layer=1, n_embd=8, n_head=2, n_ctx=4, vocab_size=7)
 PRETRAIN_RUN = {"format_version": 1, "kind": "pretrain", "preset": "tiny",
                 "config": CFG.to_dict(), "train": asdict(TrainConfig()), "text_dir": "texts"}
 FINETUNE_RUN = {"format_version": 1, "kind": "finetune", "config": CFG.to_dict(),

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minigpt1 import GPT, GPTConfig, from_pretrained
+from minigpt1 import GPT, from_pretrained
 from minigpt1.checkpoint import load_checkpoint, save_checkpoint
 from minigpt1.errors import FormatError
 from minigpt1.optim import AdamW
+from tests.robustness.fuzz import CFG
 
 PACKAGE = Path(__file__).resolve().parents[2] / "minigpt1"
-CFG = GPTConfig.preset("tiny", n_layer=1, n_embd=8, n_head=2, n_ctx=4, vocab_size=7)
 
 
 class Payload:
