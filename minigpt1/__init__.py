@@ -1,5 +1,9 @@
 """minigpt1: GPT-1 (Radford et al., 2018) with every forward and backward pass written by hand."""
 
+# first, before NumPy loads BLAS: under mpiexec, ranks on one machine split its cores
+from . import cores  # noqa: F401
+
+# isort: split
 from . import backend
 from .bpe import BPETokenizer
 from .config import PRESETS, GPTConfig

@@ -9,6 +9,7 @@ An error prints one paragraph on stderr; `--debug` shows the exception's traceba
 import argparse
 import re
 import sys
+import traceback
 
 DEFAULT_TEXT_DIR = "data/shakespeare/texts"
 
@@ -138,6 +139,7 @@ def _add_pretrain_command(sub):
     pretrain.add_argument("--dropout", type=DROPOUT_RATE,
                           help="replace the preset's three dropout rates (GPT-1: 0.1)")
     pretrain.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    _add_distributed_flags(pretrain)
     _add_config_flags(pretrain, TrainConfig(), skip=("seed",))  # --seed is a data argument
     pretrain.set_defaults(run=_pretrain)
 
@@ -154,13 +156,40 @@ def _pretrain(args):
         raise UsageError(f"--n-ctx {args.n_ctx} is outside 2..{preset_ctx}, the {args.preset} "
                          "preset's context; choose a preset with more positions")
     tcfg = _config_from_args(TrainConfig, args)
+    world = _world(args)
     result = run_pretraining(args.text_dir, args.out, args.preset, tcfg, args.tokenizer,
                              args.vocab_size, args.bpe_mode, args.n_ctx, args.resume, args.force,
-                             args.device, dropout=args.dropout)
+                             args.device, dropout=args.dropout, world=world)
+    if result is None:  # a rank other than 0: rank 0 reports
+        return 0
     unit = "byte" if result["tokenizer"].mode == "bytes" else "char"
     print(f"done: {result['steps']} updates, validation loss {result['val_loss']:.3f} "
           f"({result[f'val_bits_per_{unit}']:.3f} bits per {unit}); run folder {args.out}")
     return 0
+
+
+def _add_distributed_flags(command):
+    from .distributed import DEFAULT_TIMEOUT
+
+    command.add_argument("--distributed", action="store_true",
+                         help="data-parallel over the processes `mpiexec -n N` started (needs "
+                              "requirements-distributed.txt); see README, Beyond one machine")
+    command.add_argument("--dist-timeout", type=POSITIVE_FLOAT, default=DEFAULT_TIMEOUT,
+                         metavar="SECONDS",
+                         help="with --distributed: stop all ranks when one waits this long for "
+                              f"the others (default {DEFAULT_TIMEOUT:g})")
+
+
+def _world(args):
+    """The processes of this run: one, or those of mpiexec with --distributed."""
+    from .distributed import SINGLE, init_world
+
+    if not args.distributed:
+        return SINGLE
+    world = init_world(args.device, args.dist_timeout)
+    if world.size > 1:
+        args.world = world  # main() stops every rank if this one fails
+    return world
 
 
 def _add_config_flags(command, defaults, skip=()):
@@ -215,6 +244,7 @@ def _add_finetune_command(sub):
     finetune.add_argument("--resume", action="store_true", help="continue the run in --out")
     finetune.add_argument("--force", action="store_true", help="replace a run already in --out")
     finetune.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    _add_distributed_flags(finetune)
     finetune.add_argument("--no-truncation", action="store_true",
                           help="stop at an example longer than the context instead of cutting "
                                "its text (by default the text is cut; the extract token stays)")
@@ -236,7 +266,9 @@ def _finetune(args):
     fcfg = _config_from_args(FinetuneConfig, args)
     result = run_finetuning(args.checkpoint, args.task, args.out, args.data, fcfg, args.which,
                             args.resume, args.force, args.device,
-                            allow_truncation=not args.no_truncation)
+                            allow_truncation=not args.no_truncation, world=_world(args))
+    if result is None:  # a rank other than 0: rank 0 reports
+        return 0
     scores = ", ".join(f"{split} {value:.4f}" for split, value in result["scores"].items())
     print(f"done: {result['steps']} updates; {result['spec'].metric}: {scores}; "
           f"run folder {args.out}")
@@ -477,8 +509,17 @@ def main(argv=None):
         print(f"interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130
     except Exception as err:
+        world = getattr(args, "world", None)  # set by a distributed run of several ranks
         if getattr(args, "debug", False):
-            raise
-        status, message = _error_message(err, args)
-        print(message, file=sys.stderr)
+            if world is None:
+                raise
+            traceback.print_exc()
+            status = 1
+        else:
+            status, message = _error_message(err, args)
+            if world is not None and world.rank:
+                message = message.replace("error:", f"error (rank {world.rank}):", 1)
+            print(message, file=sys.stderr, flush=True)
+        if world is not None:
+            world.abort(status)  # the other ranks would wait for this one forever
         return status

@@ -61,17 +61,19 @@ def available_memory():
 
 
 def check_fits(cfg, batch_size, micro_batch_size, seq_len=None, available=None,
-               sequences_per_item=1):
+               sequences_per_item=1, processes=1):
     """Refuse, before anything is allocated, an update that will not fit in memory.
 
     Batches count items: sequences in pre-training, examples in fine-tuning, where an example
     runs the transformer on `sequences_per_item` sequences (2 for similarity, K answers for
-    multiple choice). `available` defaults to what the machine has now. Keeps a 10% margin for
-    what the estimate leaves out (Python, the data, temporaries). The message gives the
-    estimate and the largest micro-batch (gradient accumulation: same update, less activation
-    memory) that fits.
+    multiple choice). `available` defaults to what the machine has now, shared by `processes`
+    (the ranks of a distributed run on this machine; batch_size is then one rank's). Keeps
+    a 10% margin for what the estimate leaves out (Python, the data, temporaries). The message
+    gives the estimate and the largest micro-batch (gradient accumulation: same update, less
+    activation memory) that fits.
     """
     available = available_memory() if available is None else available
+    available = available and available / processes
     T = seq_len or cfg.n_ctx
     budget = 0.9 * available if available else None
 
@@ -93,7 +95,7 @@ def check_fits(cfg, batch_size, micro_batch_size, seq_len=None, available=None,
     raise ValueError(
         f"an update needs about {needed / 2**30:.1f} GiB ({parts} GiB) with "
         f"micro-batches of {micro_batch_size} x {T} tokens, but this machine has "
-        f"{available / 2**30:.1f} GiB available; {fix}"
+        f"{available / 2**30:.1f} GiB available{' per rank' if processes > 1 else ''}; {fix}"
     )
 
 

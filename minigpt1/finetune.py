@@ -8,7 +8,8 @@
 
 As in pre-training, each step's randomness (which examples, which dropout masks) is drawn
 from generators seeded by (seed, step), so a run resumed from a checkpoint repeats exactly
-what the uninterrupted run would have done.
+what the uninterrupted run would have done. On several ranks (minigpt1/distributed.py) each
+takes its share of every batch; the update is the same.
 """
 
 import math
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from . import backend
 from .checkpoint import save_checkpoint
+from .distributed import SINGLE
 from .metrics import score
 from .optim import warmup_linear
 from .tasks import make_batch
@@ -29,6 +31,7 @@ from .train import (
     clip_and_check,
     mean_over_micro_batches,
     option,
+    rank_micro_batches,
     step_seed,
     truncate_metrics,
 )
@@ -82,25 +85,27 @@ def micro_batches(items, size):
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def finetune_step(model, optimizer, train, step, lr, fcfg):
-    """One update; returns (L3, L2, L1 or None, grad norm), means over the batch."""
-    chosen = [train[i] for i in batch_indices(len(train), fcfg, step)]
-    parts = micro_batches(chosen, fcfg.micro_batch_size)
-    l2_l1 = []
+def finetune_step(model, optimizer, train, step, lr, fcfg, world=SINGLE):
+    """One update (on several ranks: this rank's share of the batch, then one all-reduce);
+    returns (L3, L2, L1 or None, grad norm), means over the batch."""
+    indices = batch_indices(len(train), fcfg, step)
+    mine, micro, first = rank_micro_batches(world, len(indices), fcfg.micro_batch_size)
+    parts = micro_batches([train[i] for i in indices[mine]], micro)
+    l2_l1 = np.zeros(2)  # this rank's share of the batch's mean L2 and L1
 
     def loss_and_grads(i):
-        rng = backend.device_rng(model.gpt.device, step_seed(fcfg.seed, step, i + 1))
+        rng = backend.device_rng(model.gpt.device, step_seed(fcfg.seed, step, first + i + 1))
         batch = make_batch(parts[i], model.spec.regression)
         loss, grads, terms = model.finetune_loss_and_grads(batch, fcfg.lm_coef, True, rng)
-        l2_l1.append((len(parts[i]), terms["l2"], terms["l1"] or 0.0))
+        l2_l1[:] += len(parts[i]) / len(indices) * np.array([terms["l2"], terms["l1"] or 0.0])
         return loss, grads
 
-    loss, grads = mean_over_micro_batches([len(p) for p in parts], loss_and_grads)
+    sizes = [len(p) for p in parts]
+    loss, grads = mean_over_micro_batches(sizes, loss_and_grads, total=len(indices))
+    grads, (loss, l2, l1) = world.sum_gradients(grads, (loss, *l2_l1))
     norm = clip_and_check(grads, loss, fcfg.grad_clip, step)
     optimizer.step(grads, lr=lr)
-    sizes, l2s, l1s = np.array(l2_l1).T
-    l1 = float(np.average(l1s, weights=sizes)) if fcfg.lm_coef else None
-    return loss, float(np.average(l2s, weights=sizes)), l1, norm
+    return loss, l2, l1 if fcfg.lm_coef else None, norm
 
 
 def predictions(scores, spec):
@@ -126,11 +131,13 @@ def evaluate_task(model, encoded, batch_size=32):
             "metric": score(spec.metric, predicted, labels)}
 
 
-def finetune(model, optimizer, train, validation, fcfg, run_dir, start_step=0, progress=True):
+def finetune(model, optimizer, train, validation, fcfg, run_dir, start_step=0, progress=True,
+             world=SINGLE):
     """Run (or continue) fine-tuning of a TaskModel on encoded examples; returns a summary
-    {"steps", "val_loss", "val_metric", "examples_per_s"}."""
+    {"steps", "val_loss", "val_metric", "examples_per_s"}. Only rank 0 writes."""
     metrics_path = run_dir / "metrics.jsonl"
-    truncate_metrics(metrics_path, start_step)
+    if world.is_writer:
+        truncate_metrics(metrics_path, start_step)
     per_epoch = steps_per_epoch(len(train), fcfg.batch_size)
     total_steps = per_epoch * fcfg.epochs
     warmup_steps = math.ceil(fcfg.warmup * total_steps)
@@ -141,16 +148,19 @@ def finetune(model, optimizer, train, validation, fcfg, run_dir, start_step=0, p
         return warmup_linear(step, fcfg.lr, warmup_steps, total_steps)
 
     def checkpoint(step, val_loss=None):
-        state = {"config": model.gpt.cfg.to_dict(), "finetune": asdict(fcfg),
-                 "task": asdict(model.spec), "total_steps": total_steps}
-        save_checkpoint(run_dir, step, model.params, optimizer.state_dict(), state, val_loss)
+        world.check_identical(model.params, step)  # every rank: the weights saved are everyone's
+        if world.is_writer:
+            state = {"config": model.gpt.cfg.to_dict(), "finetune": asdict(fcfg),
+                     "task": asdict(model.spec), "total_steps": total_steps}
+            save_checkpoint(run_dir, step, model.params, optimizer.state_dict(), state, val_loss)
 
     bar = tqdm(total=total_steps, initial=start_step, desc=f"fine-tuning {model.spec.name}",
-               unit="step", disable=not progress, dynamic_ncols=True)
+               unit="step", disable=not (progress and world.is_writer), dynamic_ncols=True)
     step, started, val = start_step, time.perf_counter(), {"loss": None, "metric": None}
     with GracefulInterrupt() as interrupt:
-        while step < total_steps and not interrupt.requested:
-            loss, l2, l1, norm = finetune_step(model, optimizer, train, step, lr_at(step), fcfg)
+        while step < total_steps and not world.agree(interrupt.requested):
+            loss, l2, l1, norm = finetune_step(model, optimizer, train, step, lr_at(step), fcfg,
+                                               world)
             record = {"step": step + 1, "loss": loss, "l2": l2, "l1": l1, "lr": lr_at(step),
                       "grad_norm": norm, "epoch": step // per_epoch + 1}
             step += 1
@@ -159,7 +169,7 @@ def finetune(model, optimizer, train, validation, fcfg, run_dir, start_step=0, p
                 record.update(val_loss=val["loss"], **{f"val_{metric}": val["metric"]})
                 tqdm.write(f"step {step}: validation {metric} {val['metric']:.4f}, "
                            f"L2 {val['loss']:.4f}")
-            if step % fcfg.log_every == 0 or "val_loss" in record:
+            if world.is_writer and (step % fcfg.log_every == 0 or "val_loss" in record):
                 append_metrics(metrics_path, record)
             if "val_loss" in record:  # after its metrics line: a resume never loses that line
                 checkpoint(step, val["loss"])

@@ -7,6 +7,9 @@
         checkpoints/      last and best (lowest validation L2), weights include clf.*
         loss.png          training and validation loss
         results.json      the task's metric on validation and test after the last epoch
+
+On several ranks (`world`, see distributed.py) rank 0 alone prepares the run; the others
+receive the configs, the encoded examples, the weights and the optimizer state from it.
 """
 
 from dataclasses import asdict
@@ -18,6 +21,7 @@ from .bpe import BPETokenizer
 from .checkpoint import load_checkpoint
 from .config import GPTConfig
 from .corpus import load_text_dir
+from .distributed import SINGLE
 from .errors import FormatError
 from .estimate import check_fits
 from .fileio import read_json, section, write_json_atomic
@@ -29,7 +33,8 @@ from .pretrain import FORMAT_VERSION, check_run_dir, load_model, start_run_dir
 from .shakespeare_tasks import SHAKESPEARE_TASKS, make_shakespeare_task
 from .task_files import FILE_TASKS, load_task_files
 from .task_model import HEAD, TaskModel, transfer_layers, with_special_tokens
-from .tasks import TaskData, TaskSpec, encode_examples, show_layout
+from .tasks import EncodedExample, TaskData, TaskSpec, encode_examples, show_layout
+from .train import rank_micro_batches
 
 
 def task_names():
@@ -125,12 +130,59 @@ def resumed_task_model(run_dir, device="cpu"):
 
 def run_finetuning(checkpoint, task_name, run_dir, data=None, fcfg=None, which="last",
                    resume=False, force=False, device="cpu", progress=True, task=None,
-                   allow_truncation=True):
+                   allow_truncation=True, world=SINGLE):
     """Fine-tune (or resume) on a task; returns a summary with validation and test metrics.
 
     `task` (TaskData) skips loading by name, for callers that built the examples already.
     With allow_truncation=False an example longer than the context is an error, not cut.
+    On several ranks, rank 0 prepares the run and every rank trains; only rank 0 evaluates
+    the test split and returns the summary (the others None).
     """
+    run = {}
+    if world.is_writer:  # the other ranks receive run["shared"] below
+        run = prepare_finetuning(checkpoint, task_name, run_dir, data, fcfg, which, resume,
+                                 force, device, task, allow_truncation, world)
+    shared = world.broadcast(run.get("shared"))
+    fcfg = FinetuneConfig(**shared["finetune"])
+    model = run.get("model") or TaskModel(
+        GPT(GPTConfig.from_dict(shared["config"]), seed=fcfg.seed, device=device),
+        TaskSpec(**shared["task"]), fcfg.seed, fcfg.clf_pdrop)
+    if world.is_writer:
+        train, validation = run["encoded"]["train"], run["encoded"]["validation"]
+    else:
+        train, validation = (examples_from_json(rows) for rows in shared["examples"])
+    optimizer = AdamW(model.params, lr=fcfg.lr, weight_decay=fcfg.weight_decay)
+    if run.get("optimizer"):
+        optimizer.load_state_dict(run["optimizer"])
+    world.share_weights(model, optimizer)  # all ranks start from rank 0's weights
+    result = finetune(model, optimizer, train, validation, fcfg, Path(run_dir),
+                      shared["start_step"], progress, world)
+    if not world.is_writer:
+        return None
+    encoded, spec = run["encoded"], model.spec
+    scores = {split: evaluate_task(model, examples, fcfg.batch_size)["metric"]
+              for split, examples in encoded.items() if split != "train"}
+    write_json_atomic(Path(run_dir) / "results.json", {"task": spec.name, "metric": spec.metric,
+                                                       **scores})
+    plot_losses(Path(run_dir) / "metrics.jsonl", Path(run_dir) / "loss.png",
+                title=f"fine-tuning on {spec.name} (lambda = {fcfg.lm_coef})")
+    return {"run_dir": Path(run_dir), "model": model, "spec": spec, "scores": scores, **result}
+
+
+def examples_to_json(examples):
+    return [[e.sequences, e.label, e.truncated, e.source] for e in examples]
+
+
+def examples_from_json(rows):
+    """EncodedExamples from examples_to_json's lists (what a broadcast carries)."""
+    return [EncodedExample(tuple(map(tuple, seqs)), label, truncated, source)
+            for seqs, label, truncated, source in rows]
+
+
+def prepare_finetuning(checkpoint, task_name, run_dir, data, fcfg, which, resume, force, device,
+                       task, allow_truncation, world=SINGLE):
+    """Check, read and write what a fine-tuning run needs before its first update: the
+    model with its task head, the encoded examples, run.json or the checkpoint to resume."""
     run_dir = check_run_dir(run_dir, resume, force)
     start_step = 0
     if resume:
@@ -147,8 +199,10 @@ def run_finetuning(checkpoint, task_name, run_dir, data=None, fcfg=None, which="
         model = new_task_model(gpt, tokenizer, task.spec, fcfg)
     encoded = encode_splits(task, tokenizer, model.gpt.cfg.n_ctx, allow_truncation)
     longest = max(len(seq) for example in encoded["train"] for seq in example.sequences)
-    check_fits(model.gpt.cfg, fcfg.batch_size, fcfg.micro_batch_size, longest,
-               sequences_per_item=len(encoded["train"][0].sequences))
+    batch = min(fcfg.batch_size, len(encoded["train"]))
+    mine, micro, _ = rank_micro_batches(world, batch, fcfg.micro_batch_size)
+    check_fits(model.gpt.cfg, mine.stop - mine.start, micro, longest,
+               sequences_per_item=len(encoded["train"][0].sequences), processes=world.local_size)
     if not resume:  # only now: bad data must not cost an earlier run its folder
         start_run_dir(run_dir)
         tokenizer.save(run_dir / "tokenizer")
@@ -158,19 +212,15 @@ def run_finetuning(checkpoint, task_name, run_dir, data=None, fcfg=None, which="
             "config": model.gpt.cfg.to_dict(), "finetune": asdict(fcfg),
         })  # fmt: skip
     print(show_layout(encoded["train"][0], tokenizer))
-    optimizer = AdamW(model.params, lr=fcfg.lr, weight_decay=fcfg.weight_decay)
     if resume:
-        optimizer.load_state_dict(saved.optimizer)
         print(f"resuming {run_dir} at step {start_step}")
+    if world.size > 1:
+        print("\n".join(world.describe(batch, fcfg.micro_batch_size, fcfg.lr)))
     counts = ", ".join(f"{len(v):,} {k}" for k, v in encoded.items())
     print(f"task {task.spec.name} ({task.spec.kind}, metric {task.spec.metric}): {counts}; "
           f"lambda = {fcfg.lm_coef}")
-    result = finetune(model, optimizer, encoded["train"], encoded["validation"], fcfg,
-                      run_dir, start_step, progress)
-    scores = {split: evaluate_task(model, examples, fcfg.batch_size)["metric"]
-              for split, examples in encoded.items() if split != "train"}
-    write_json_atomic(run_dir / "results.json", {"task": task.spec.name,
-                                                 "metric": task.spec.metric, **scores})
-    plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png",
-                title=f"fine-tuning on {task.spec.name} (lambda = {fcfg.lm_coef})")
-    return {"run_dir": run_dir, "model": model, "spec": task.spec, "scores": scores, **result}
+    examples = [examples_to_json(encoded[split]) for split in ("train", "validation")]
+    return {"model": model, "encoded": encoded, "optimizer": saved.optimizer if resume else None,
+            "shared": {"config": model.gpt.cfg.to_dict(), "finetune": asdict(fcfg),
+                       "task": asdict(task.spec), "start_step": start_step,
+                       "examples": examples if world.size > 1 else None}}

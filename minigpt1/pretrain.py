@@ -9,6 +9,9 @@
 
 A run folder belongs to one run: starting a new run in it needs `force=True`, and resuming
 checks that the tokenizer and the architecture are the ones the run started with.
+
+On several ranks (`world`, see distributed.py) rank 0 alone prepares the run as above; the
+others receive the configs, the token ids, the weights and the optimizer state from it.
 """
 
 import hashlib
@@ -20,6 +23,7 @@ from .bpe import BPETokenizer
 from .checkpoint import load_checkpoint, read_index
 from .config import GPTConfig
 from .corpus import cache_file, chars_and_bytes, encode_texts, load_text_dir, split_documents
+from .distributed import SINGLE
 from .errors import FormatError
 from .estimate import check_fits, describe
 from .fileio import read_json, section, write_json_atomic
@@ -27,7 +31,7 @@ from .model import GPT
 from .optim import AdamW
 from .plots import plot_losses, plot_lr
 from .pretrained import from_pretrained
-from .train import TrainConfig, pretrain
+from .train import TrainConfig, pretrain, rank_micro_batches
 
 FORMAT_VERSION = 1
 DROPOUTS = ("embd_pdrop", "attn_pdrop", "resid_pdrop")
@@ -112,30 +116,71 @@ def checkpoint_config(checkpoint):
     return checkpoint.config
 
 
-def print_estimate(cfg, tcfg):
-    lines = describe(cfg, tcfg.batch_size, cfg.n_ctx, micro_batch_size=tcfg.micro_batch_size)
+def print_estimate(cfg, tcfg, world=SINGLE):
+    per_rank = tcfg.batch_size // world.size
+    lines = describe(cfg, per_rank, cfg.n_ctx,
+                     micro_batch_size=min(tcfg.micro_batch_size, per_rank))
     print("model: " + "\n".join(lines))
-    print(f"batch: {tcfg.batch_size} x {cfg.n_ctx} tokens per update, in micro-batches of "
-          f"{tcfg.micro_batch_size}")
+    if world.size == 1:
+        print(f"batch: {tcfg.batch_size} x {cfg.n_ctx} tokens per update, in micro-batches of "
+              f"{tcfg.micro_batch_size}")
+    else:
+        print("\n".join(world.describe(tcfg.batch_size, tcfg.micro_batch_size, tcfg.lr)))
+
+
+def check_rank_fits(cfg, tcfg, world):
+    """check_fits for one rank's share of the batch, with the ranks on this machine sharing
+    its memory."""
+    per_rank = tcfg.batch_size // world.size
+    check_fits(cfg, per_rank, min(tcfg.micro_batch_size, per_rank), processes=world.local_size)
 
 
 def run_pretraining(text_dir, run_dir, preset="small", tcfg=None, tokenizer_dir=None,
                     vocab_size=None, bpe_mode="bytes", n_ctx=None, resume=False, force=False,
-                    device="cpu", progress=True, cache_dir=None, dropout=None):
+                    device="cpu", progress=True, cache_dir=None, dropout=None, world=SINGLE):
     """Pre-train (or resume) a model on the .txt files of text_dir; returns a summary dict.
 
     Token ids are cached in cache_dir (default: text_dir/.minigpt1-cache), keyed by the texts
     and the tokenizer, so a second run on the same data skips the encoding. `dropout`, if
-    given, replaces the preset's three dropout rates (GPT-1: 0.1).
+    given, replaces the preset's three dropout rates (GPT-1: 0.1). On several ranks, rank 0
+    prepares the run and every rank trains; only rank 0 returns the summary (the others None).
     """
+    run = {}
+    if world.is_writer:  # the other ranks receive run["shared"] below
+        run = prepare_pretraining(text_dir, run_dir, preset, tcfg, tokenizer_dir, vocab_size,
+                                  bpe_mode, n_ctx, resume, force, cache_dir, dropout, world)
+    shared = world.broadcast(run.get("shared"))
+    cfg, tcfg = GPTConfig.from_dict(shared["config"]), TrainConfig(**shared["train"])
+    checkpoint = run.get("checkpoint")
+    model = GPT(cfg, seed=tcfg.seed, device=device, params=checkpoint and checkpoint.params)
+    optimizer = AdamW(model.params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    if checkpoint:
+        optimizer.load_state_dict(checkpoint.optimizer)
+    world.share_weights(model, optimizer)  # all ranks start from rank 0's weights
+    result = pretrain(model, optimizer, shared["train_ids"], shared["val_ids"], tcfg,
+                      Path(run_dir), shared["start_step"], shared["total_steps"],
+                      run.get("val_units_per_token"), run.get("unit", "char"), progress, world)
+    if not world.is_writer:
+        return None
+    metrics = Path(run_dir) / "metrics.jsonl"
+    plot_losses(metrics, Path(run_dir) / "loss.png", title=f"pre-training {preset} on {text_dir}")
+    plot_lr(metrics, Path(run_dir) / "lr.png")
+    return {"run_dir": Path(run_dir), "model": model, "tokenizer": run["tokenizer"], **result}
+
+
+def prepare_pretraining(text_dir, run_dir, preset, tcfg, tokenizer_dir, vocab_size, bpe_mode,
+                        n_ctx, resume, force, cache_dir, dropout, world=SINGLE):
+    """Check, read and write what a run needs before its first update: the run folder, the
+    tokenizer, the token ids, run.json or the checkpoint to resume. Returns them in a dict."""
     run_dir = check_run_dir(run_dir, resume, force)
     train_texts, val_texts = split_documents(load_text_dir(text_dir))  # may fail: before any write
     preset_cfg = GPTConfig.preset(preset)
     if not resume:  # refuse an update that cannot fit in memory before anything is written
         tcfg = tcfg or TrainConfig()
+        rank_micro_batches(world, tcfg.batch_size, tcfg.micro_batch_size)  # or ranks can't share
         planned = GPTConfig.preset(preset, vocab_size=vocab_size or preset_cfg.vocab_size,
                                    n_ctx=n_ctx or preset_cfg.n_ctx)
-        check_fits(planned, tcfg.batch_size, tcfg.micro_batch_size)
+        check_rank_fits(planned, tcfg, world)
         start_run_dir(run_dir)
     tokenizer = get_tokenizer(run_dir, train_texts, tokenizer_dir,
                               vocab_size or preset_cfg.vocab_size, bpe_mode, resume)
@@ -147,7 +192,10 @@ def run_pretraining(text_dir, run_dir, preset="small", tcfg=None, tokenizer_dir=
         _, cfg, tcfg = read_run(run_dir)
         checkpoint = load_checkpoint(run_dir)
         check_resume(cfg, checkpoint, tokenizer)
-        check_fits(cfg, tcfg.batch_size, tcfg.micro_batch_size)
+        rank_micro_batches(world, tcfg.batch_size, tcfg.micro_batch_size)
+        check_rank_fits(cfg, tcfg, world)
+        start_step, total_steps = checkpoint.step, checkpoint.state["total_steps"]
+        print(f"resuming {run_dir} at step {start_step} of {total_steps}")
     else:
         rates = {} if dropout is None else dict.fromkeys(DROPOUTS, dropout)
         cfg = GPTConfig.preset(preset, vocab_size=tokenizer.vocab_size,
@@ -157,26 +205,16 @@ def run_pretraining(text_dir, run_dir, preset="small", tcfg=None, tokenizer_dir=
             "config": cfg.to_dict(), "train": asdict(tcfg), "text_dir": str(text_dir),
             "bpe_mode": tokenizer.mode, "tokenizer_fingerprint": key,
         })  # fmt: skip
-    params = checkpoint.params if resume else None
-    model = GPT(cfg, seed=tcfg.seed, device=device, params=params)
-    optimizer = AdamW(model.params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    start_step, total_steps = 0, None
-    if resume:
-        optimizer.load_state_dict(checkpoint.optimizer)
-        start_step, total_steps = checkpoint.step, checkpoint.state["total_steps"]
-        print(f"resuming {run_dir} at step {start_step} of {total_steps}")
-    print_estimate(cfg, tcfg)
+        checkpoint, start_step, total_steps = None, 0, None
+    print_estimate(cfg, tcfg, world)
     print(f"data: {len(train_ids):,} training and {len(val_ids):,} validation tokens "
           f"({tokenizer.mode} BPE, {tokenizer.vocab_size:,} tokens)")
     unit = "byte" if tokenizer.mode == "bytes" else "char"
     chars, nbytes = chars_and_bytes(val_texts)
-    val_units_per_token = len(val_ids) / (nbytes if unit == "byte" else chars)
-    result = pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step,
-                      total_steps, val_units_per_token, unit, progress)
-    metrics = run_dir / "metrics.jsonl"
-    plot_losses(metrics, run_dir / "loss.png", title=f"pre-training {preset} on {text_dir}")
-    plot_lr(metrics, run_dir / "lr.png")
-    return {"run_dir": run_dir, "model": model, "tokenizer": tokenizer, **result}
+    return {"tokenizer": tokenizer, "checkpoint": checkpoint, "unit": unit,
+            "val_units_per_token": len(val_ids) / (nbytes if unit == "byte" else chars),
+            "shared": {"config": cfg.to_dict(), "train": asdict(tcfg), "train_ids": train_ids,
+                       "val_ids": val_ids, "start_step": start_step, "total_steps": total_steps}}
 
 
 def load_model(path, which="last", device="cpu"):

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from . import backend
 from .checkpoint import save_checkpoint
 from .corpus import eval_windows, random_windows
+from .distributed import SINGLE
 from .estimate import flops_per_token
 from .fileio import write_text_atomic
 from .optim import clip_grad_norm, warmup_cosine
@@ -77,10 +78,13 @@ def first_non_finite(arrays):
     return None
 
 
-def mean_over_micro_batches(sizes, loss_and_grads):
+def mean_over_micro_batches(sizes, loss_and_grads, total=None):
     """Mean loss and gradients over micro-batches of the given sizes: what one big batch of
-    sum(sizes) examples would give. loss_and_grads(i) -> (loss, grads) of micro-batch i."""
-    total = sum(sizes)
+    sum(sizes) examples would give. loss_and_grads(i) -> (loss, grads) of micro-batch i.
+
+    With `total` (the whole batch, when these micro-batches are one rank's share of it) each
+    term is weighted by size / total: the ranks' results then sum to the batch's mean."""
+    total = total or sum(sizes)
     loss, grads = 0.0, None
     for i, size in enumerate(sizes):
         micro_loss, micro_grads = loss_and_grads(i)
@@ -107,17 +111,33 @@ def clip_and_check(grads, loss, max_norm, step):
     return norm
 
 
-def train_step(model, optimizer, train_ids, step, lr, tcfg, seq_len):
-    """One update from batch_size windows, in micro-batches; returns (mean loss, grad norm)."""
+def rank_micro_batches(world, batch_size, micro_batch_size):
+    """(this rank's rows of the batch, its micro-batch size, the batch-wide number of its
+    first micro-batch): micro-batch k of the batch draws dropout stream k + 1 on any rank."""
+    mine = world.shard(batch_size)
+    micro = min(micro_batch_size, mine.stop - mine.start)
+    if (mine.stop - mine.start) % micro:
+        raise ValueError(f"each of the {world.size} ranks takes {mine.stop - mine.start} of the "
+                         f"{batch_size} sequences, which do not split into micro-batches of "
+                         f"{micro}: choose a --micro-batch-size that divides it")
+    return mine, micro, mine.start // micro
+
+
+def train_step(model, optimizer, train_ids, step, lr, tcfg, seq_len, world=SINGLE):
+    """One update from batch_size windows, in micro-batches (on several ranks: this rank's
+    share, then one all-reduce); returns (mean loss, grad norm)."""
     windows = random_windows(train_ids, tcfg.batch_size, seq_len + 1, np.random.default_rng(
         step_seed(tcfg.seed, step, 0)))  # (B, T + 1): T inputs, each with its next token
-    micro = tcfg.micro_batch_size
+    mine, micro, first = rank_micro_batches(world, tcfg.batch_size, tcfg.micro_batch_size)
+    windows = windows[mine]  # (B / N, T + 1): this rank's shard
 
     def loss_and_grads(i):
-        rng = backend.device_rng(model.device, step_seed(tcfg.seed, step, i + 1))
+        rng = backend.device_rng(model.device, step_seed(tcfg.seed, step, first + i + 1))
         return model.lm_loss_and_grads(windows[i * micro : (i + 1) * micro], train=True, rng=rng)
 
-    loss, grads = mean_over_micro_batches([micro] * (tcfg.batch_size // micro), loss_and_grads)
+    sizes = [micro] * (len(windows) // micro)
+    loss, grads = mean_over_micro_batches(sizes, loss_and_grads, total=tcfg.batch_size)
+    grads, (loss,) = world.sum_gradients(grads, (loss,))
     norm = clip_and_check(grads, loss, tcfg.grad_clip, step)
     optimizer.step(grads, lr=lr)
     return loss, norm
@@ -183,8 +203,10 @@ def truncate_metrics(path, step):
 
 
 def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
-             total_steps=None, val_units_per_token=None, unit="char", progress=True):
-    """Run (or continue) pre-training from start_step.
+             total_steps=None, val_units_per_token=None, unit="char", progress=True,
+             world=SINGLE):
+    """Run (or continue) pre-training from start_step; on several ranks (`world`), each
+    computes its share of every update and only rank 0 writes.
 
     Returns {"steps", "val_loss", "tokens_per_s"} of this session, and "val_bits_per_<unit>"
     when val_units_per_token is given.
@@ -194,7 +216,8 @@ def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
     """
     run_dir = Path(run_dir)
     metrics_path = run_dir / "metrics.jsonl"
-    truncate_metrics(metrics_path, start_step)
+    if world.is_writer:
+        truncate_metrics(metrics_path, start_step)
     seq_len = model.cfg.n_ctx
     val = eval_windows(val_ids, seq_len + 1, tcfg.eval_windows)
     tokens_per_step = tcfg.batch_size * seq_len
@@ -207,24 +230,28 @@ def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
         return loss * val_units_per_token / math.log(2)
 
     def checkpoint(step, val_loss=None):
-        state = {"config": model.cfg.to_dict(), "train": asdict(tcfg), "total_steps": total_steps}
-        save_checkpoint(run_dir, step, model.params, optimizer.state_dict(), state, val_loss)
+        world.check_identical(model.params, step)  # every rank: the weights saved are everyone's
+        if world.is_writer:
+            state = {"config": model.cfg.to_dict(), "train": asdict(tcfg),
+                     "total_steps": total_steps}
+            save_checkpoint(run_dir, step, model.params, optimizer.state_dict(), state, val_loss)
 
     fitted = total_steps is not None  # a resumed run keeps the schedule it started with
     total_steps = total_steps or tcfg.max_steps
     bar = tqdm(total=total_steps, initial=start_step, desc="pre-training", unit="step",
-               disable=not progress, dynamic_ncols=True)
+               disable=not (progress and world.is_writer), dynamic_ncols=True)
     val_loss, started, step, durations = None, time.perf_counter(), start_step, []
     with GracefulInterrupt() as interrupt:
-        while step < total_steps and not interrupt.requested:
+        while step < total_steps and not world.agree(interrupt.requested):
             t0 = time.perf_counter()
-            loss, norm = train_step(model, optimizer, train_ids, step, lr_at(step), tcfg, seq_len)
+            loss, norm = train_step(model, optimizer, train_ids, step, lr_at(step), tcfg, seq_len,
+                                    world)
             durations.append(time.perf_counter() - t0)
             record = {"step": step + 1, "loss": loss, "lr": lr_at(step), "grad_norm": norm}
             step += 1
             if not fitted and step == min(MEASURED_STEPS + 2, total_steps):  # fix the schedule
                 timed = durations[2:] or durations  # the first two pay for first touches
-                seconds = sum(timed) / len(timed)
+                seconds = world.broadcast_json(sum(timed) / len(timed))  # one plan for all ranks
                 # never fewer than already done: the last update must still be evaluated
                 total_steps = max(step, fit_steps_to_budget(tcfg, seconds))
                 fitted, bar.total = True, total_steps
@@ -236,7 +263,7 @@ def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
                 record.update(val_loss=val_loss, val_ppl=math.exp(min(val_loss, 700)))
                 if val_units_per_token is not None:
                     record[f"val_bp{unit[0]}"] = bits(val_loss)
-            if step % tcfg.log_every == 0 or "val_loss" in record:
+            if world.is_writer and (step % tcfg.log_every == 0 or "val_loss" in record):
                 append_metrics(metrics_path, record)
             if "val_loss" in record:  # after its metrics line: a resume never loses that line
                 checkpoint(step, val_loss)
