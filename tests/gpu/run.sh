@@ -13,7 +13,9 @@ import cupy, numpy
 print("cupy", cupy.__version__, "numpy", numpy.__version__)
 print("gpu", cupy.cuda.runtime.getDeviceProperties(0)["name"].decode())
 PY
-# the tests parametrized over devices, on both; -m gpu selects the CuPy halves
+# the tests parametrized over devices, on both; -m gpu selects the CuPy halves. The
+# distributed one (2 ranks on the GPU(s) against one process) also needs mpi4py and mpiexec
+# (pip install -r requirements-distributed.txt); without them it is skipped and says so.
 python -m pytest -q -m gpu -rs -p no:cacheprovider tests 2>&1 | tee "$out/pytest-gpu.txt"
 status=${PIPESTATUS[0]}
 python benchmarks/compare_torch_gpu.py --preset gpt1 --batch 8 2>&1 | tee "$out/compare-torch-gpu.txt"

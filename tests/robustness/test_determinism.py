@@ -26,7 +26,7 @@ from minigpt1.checkpoint import load_checkpoint
 from minigpt1.generate import generate
 from minigpt1.pretrain import run_pretraining
 from minigpt1.train import TrainConfig
-from tests.robustness.conftest import SMALL, wait_for
+from tests.conftest import SMALL, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 KILL_SEED = int(os.environ.get("MINIGPT1_KILL_SEED", str(time.time_ns() % 2**32)))

@@ -27,7 +27,7 @@ from minigpt1 import train
 from minigpt1.checkpoint import load_checkpoint, read_index, save_checkpoint
 from minigpt1.pretrain import run_pretraining
 from minigpt1.train import TrainConfig
-from tests.robustness.conftest import SMALL, wait_for
+from tests.conftest import SMALL, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 KILL_TRIALS = int(os.environ.get("MINIGPT1_KILL_TRIALS", "25"))
