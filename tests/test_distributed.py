@@ -272,7 +272,8 @@ def test_a_rank_that_dies_or_hangs_stops_the_others_with_a_clear_error(mpiexec, 
     assert time.monotonic() - started < 30
     assert gone(survivor), "rank 0 outlived the run"
     if how == "hangs":  # rank 0 gave up waiting, said why and stopped every rank
-        assert "error: rank 0 waited 5 s for the other ranks while summing the gradients" in err
+        # while summing the gradients, or agreeing whether to stop: where rank 1 froze decides
+        assert "error: rank 0 waited 5 s for the other ranks while " in err
         assert "one of them has died or hangs" in err and "--resume" in err
     else:  # the launcher saw rank 1 end, said so and stopped rank 0
         assert "BAD TERMINATION" in out and "Killed (signal 9)" in out, out
