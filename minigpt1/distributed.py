@@ -40,6 +40,7 @@ MISSING_MPI = (
 )
 DEFAULT_TIMEOUT = 600.0  # seconds a rank waits for the others (covers rank 0's checkpoints)
 TIMEOUT_STATUS = 3  # the exit status of every rank when one gave up waiting
+ABORT_GRACE = 1.0  # seconds between an error's message and the abort that ends every rank
 
 
 class RanksDiverged(RuntimeError):
@@ -211,11 +212,13 @@ class World:
             f"{what}: one of them has died or hangs (its own messages say why). Stopping all "
             "ranks; continue with --resume. If an evaluation or a checkpoint legitimately "
             "takes longer, raise --dist-timeout.\n")
-        sys.stderr.flush()
         self.abort(TIMEOUT_STATUS)
 
     def abort(self, status):
         """End every rank now (after an error on this one, so the others do not wait)."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        time.sleep(ABORT_GRACE)  # mpiexec relays our output: let it pass the message on first
         if self.comm is not None and self.size > 1:
             self.comm.Abort(status)
         os._exit(status)
@@ -229,10 +232,10 @@ class World:
         """The lines printed at start: who does what, and what the batch and lr mean."""
         per_rank = batch_size // self.size
         how = "NCCL" if self.nccl is not None else "MPI"
+        threads = os.environ.get("OMP_NUM_THREADS", "all")
         return [
-            f"distributed: {self.size} ranks ({self.local_size} on this machine, "
-            f"{os.environ.get('OMP_NUM_THREADS', 'all')} BLAS threads each), gradients summed "
-            f"by {how}",
+            f"distributed: {self.size} ranks ({self.local_size} on this machine, {threads} BLAS "
+            f"thread{'' if threads == '1' else 's'} each), gradients summed by {how}",
             f"batch per update: {self.size} ranks x {per_rank} sequences = {batch_size} (in "
             f"micro-batches of {min(micro_batch_size, per_rank)}); the learning rate {lr:g} is "
             "not scaled: the update is the same as one process's with this batch",

@@ -114,9 +114,11 @@ def matmul_peak(size=1024, seconds=0.5):
     return 2 * size**3 / best / 1e9
 
 
-def describe(cfg, batch_size, seq_len=None, peak_gflops=None, micro_batch_size=None):
+def describe(cfg, batch_size, seq_len=None, peak_gflops=None, micro_batch_size=None,
+             processes=1):
     """Lines that say what one update of batch_size sequences costs, for the terminal
-    (activations held for micro_batch_size sequences at a time, default all of them)."""
+    (activations held for micro_batch_size sequences at a time, default all of them; with
+    `processes` ranks on this machine, what one rank's share costs)."""
     T = seq_len or cfg.n_ctx
     flops = flops_per_token(cfg, T)
     memory = estimate_memory(cfg, micro_batch_size or batch_size, T)
@@ -132,8 +134,11 @@ def describe(cfg, batch_size, seq_len=None, peak_gflops=None, micro_batch_size=N
     available = available_memory()
     if available:
         try:
-            check_fits(cfg, batch_size, micro_batch_size or batch_size, T, available)
-            lines.append(f"fits in the {available / 2**30:,.1f} GiB this machine has available")
+            check_fits(cfg, batch_size, micro_batch_size or batch_size, T, available,
+                       processes=processes)
+            share = f", shared by {processes} ranks" if processes > 1 else ""
+            lines.append(f"fits in the {available / 2**30:,.1f} GiB this machine has "
+                         f"available{share}")
         except ValueError as err:
             lines.append(f"does not fit: {err}")
     if peak_gflops:

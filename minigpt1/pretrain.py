@@ -118,8 +118,8 @@ def checkpoint_config(checkpoint):
 
 def print_estimate(cfg, tcfg, world=SINGLE):
     per_rank = tcfg.batch_size // world.size
-    lines = describe(cfg, per_rank, cfg.n_ctx,
-                     micro_batch_size=min(tcfg.micro_batch_size, per_rank))
+    micro = min(tcfg.micro_batch_size, per_rank)
+    lines = describe(cfg, per_rank, cfg.n_ctx, micro_batch_size=micro, processes=world.local_size)
     print("model: " + "\n".join(lines))
     if world.size == 1:
         print(f"batch: {tcfg.batch_size} x {cfg.n_ctx} tokens per update, in micro-batches of "
