@@ -37,7 +37,6 @@ import argparse
 import importlib.util
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -50,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minigpt1 import GPT, GPTConfig, parameter_count  # noqa: E402
 from minigpt1.cores import THREAD_VARIABLES, usable_cores  # noqa: E402
-from minigpt1.distributed import SINGLE, init_world  # noqa: E402
+from minigpt1.distributed import SINGLE, find_mpiexec, init_world  # noqa: E402
 from minigpt1.estimate import flops_per_token  # noqa: E402
 from minigpt1.optim import AdamW  # noqa: E402
 from minigpt1.train import TrainConfig, train_step  # noqa: E402
@@ -118,7 +117,7 @@ def run_config(args, ranks, threads):
                "mpi" if ranks > 1 else "single", "--steps", str(args.steps),
                "--batch", str(args.batch), "--preset", args.preset]
     if ranks > 1:
-        command = ["mpiexec", "-n", str(ranks), *command]
+        command = [find_mpiexec(), "-n", str(ranks), *command]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"error: `{' '.join(command)}` failed with status {done.returncode}:\n"
@@ -128,7 +127,7 @@ def run_config(args, ranks, threads):
 
 def measure(args):
     """Part 1: print the scaling table; returns the 2 ranks' all-reduce bus bandwidth, bytes/s."""
-    missing = [name for name, found in [("mpiexec", shutil.which("mpiexec")),
+    missing = [name for name, found in [("mpiexec", find_mpiexec()),
                                         ("mpi4py", importlib.util.find_spec("mpi4py"))]
                if found is None]
     if missing:

@@ -23,11 +23,13 @@ World() is the single process: every operation below is then a no-op.
 
 import json
 import os
+import shutil
 import sys
 import threading
 import time
 import zlib
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -243,6 +245,13 @@ class World:
 
 
 SINGLE = World()  # one process: no MPI
+
+
+def find_mpiexec():
+    """The mpiexec beside this Python (where the mpich wheel puts it), else the one on PATH,
+    else None."""
+    beside = Path(sys.executable).parent / "mpiexec"
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
 
 
 def init_world(device="cpu", timeout=DEFAULT_TIMEOUT):

@@ -21,7 +21,7 @@ import pytest
 from minigpt1 import backend, cores
 from minigpt1.checkpoint import load_checkpoint
 from minigpt1.cli import main
-from minigpt1.distributed import SINGLE, World
+from minigpt1.distributed import SINGLE, World, find_mpiexec
 from minigpt1.train import rank_micro_batches
 from tests.conftest import IN_CI, wait_for
 
@@ -34,7 +34,7 @@ TINY = ["--preset", "tiny", "--n-ctx", "32", "--warmup-steps", "4", "--eval-wind
 @pytest.fixture(scope="module")
 def mpiexec():
     """The mpiexec of requirements-distributed.txt; in CI its absence fails, never skips."""
-    found = shutil.which("mpiexec")
+    found = find_mpiexec()
     try:
         import mpi4py  # noqa: F401
     except ImportError:
