@@ -7,6 +7,7 @@ An error prints one paragraph on stderr; `--debug` shows the exception's traceba
 """
 
 import argparse
+import os
 import re
 import sys
 import traceback
@@ -508,6 +509,9 @@ def main(argv=None):
     except KeyboardInterrupt as err:
         print(f"interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141  # 128 + SIGPIPE
     except Exception as err:
         world = getattr(args, "world", None)  # set by a distributed run of several ranks
         if getattr(args, "debug", False):

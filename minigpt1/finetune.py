@@ -28,6 +28,7 @@ from .tasks import make_batch
 from .train import (
     GracefulInterrupt,
     append_metrics,
+    check_finite_non_negative,
     clip_and_check,
     mean_over_micro_batches,
     option,
@@ -62,8 +63,7 @@ class FinetuneConfig:
         for name in ("epochs", "batch_size", "micro_batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.lm_coef < 0:
-            raise ValueError(f"lm_coef must be >= 0, got {self.lm_coef}")
+        check_finite_non_negative(self, ("lr", "weight_decay", "grad_clip", "lm_coef"))
         if not 0 <= self.warmup < 1:
             raise ValueError(f"warmup is a fraction of the updates, in [0, 1): got {self.warmup}")
 

@@ -31,6 +31,15 @@ def option(default, help):
     return field(default=default, metadata={"help": help})
 
 
+def check_finite_non_negative(config, names):
+    """Refuse a NaN, an infinity or a negative value among these float settings: each would
+    train without an error and without learning."""
+    for name in names:
+        value = getattr(config, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+
+
 @dataclass
 class TrainConfig:
     """How to train. The defaults suit the small preset on a CPU (see README, Results); the
@@ -59,6 +68,7 @@ class TrainConfig:
         for name in ("max_steps", "batch_size", "micro_batch_size", "eval_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        check_finite_non_negative(self, ("lr", "min_lr_ratio", "weight_decay", "grad_clip"))
 
 
 class Diverged(RuntimeError):

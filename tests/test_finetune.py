@@ -107,7 +107,7 @@ def test_cli_finetune_on_glue_files(model_dir, tmp_path, capsys):
     (["--task", "nope"], 2, "unknown task 'nope'"),  # 2: the command line is wrong
     (["--task", "sst2"], 2, "give --data"),
     (["--task", "sst2", "--data", "missing-folder"], 1, "missing-folder"),  # 1: what it names
-    (["--task", "genre", "--lm-coef", "-1"], 2, "lm_coef must be >= 0"),
+    (["--task", "genre", "--lm-coef", "-1"], 2, "lm_coef must be a finite number >= 0"),
 ])  # fmt: skip
 def test_cli_finetune_errors(model_dir, tmp_path, capsys, args, status, message):
     code = main(["finetune", "--checkpoint", str(model_dir), "--out", str(tmp_path / "r"), *args])

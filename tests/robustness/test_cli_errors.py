@@ -155,6 +155,12 @@ CASES = [
                                        *TINY], RUNTIME, "is empty"),
     ("pretrain-invalid-utf8", lambda p: ["pretrain", "--text-dir", p.bad_utf8_dir, "--out",
                                          p.out, *TINY], RUNTIME, "not valid UTF-8"),
+    ("pretrain-lr-nan", lambda p: ["pretrain", "--text-dir", p.sample, "--out", p.out, *TINY,
+                                   "--lr", "nan"], USAGE,
+     "lr must be a finite number >= 0, got nan; change --lr"),
+    ("pretrain-negative-weight-decay", lambda p: ["pretrain", "--text-dir", p.sample, "--out",
+                                                  p.out, *TINY, "--weight-decay", "-0.1"],
+     USAGE, "weight_decay must be a finite number >= 0, got -0.1; change --weight-decay"),
     ("pretrain-missing-tokenizer", lambda p: ["pretrain", "--text-dir", p.sample, "--out",
                                               p.out, "--tokenizer", p.missing, "--preset",
                                               "tiny"], RUNTIME, "no such tokenizer directory"),
@@ -188,6 +194,9 @@ CASES = [
                                              "--resume", "--force"], USAGE,
      "--resume and --force cannot be used together"),
     # finetune
+    ("finetune-lr-inf", lambda p: ["finetune", "--checkpoint", p.run, "--task", "genre",
+                                   "--data", p.sample, "--out", p.out, "--lr", "inf"], USAGE,
+     "lr must be a finite number >= 0, got inf; change --lr"),
     ("finetune-missing-checkpoint", lambda p: ["finetune", "--checkpoint", p.missing, "--task",
                                                "genre", "--data", p.sample, "--out", p.out],
      RUNTIME, "neither a run folder"),
@@ -217,7 +226,7 @@ CASES = [
      "argument --epochs: invalid int value: 'abc'"),
     ("finetune-lm-coef-negative", lambda p: ["finetune", "--checkpoint", p.model, "--task",
                                              "genre", "--out", p.out, "--lm-coef", "-1"], USAGE,
-     "lm_coef must be >= 0, got -1.0; change --lm-coef"),
+     "lm_coef must be a finite number >= 0, got -1.0; change --lm-coef"),
     ("finetune-max-train-examples-zero", lambda p: ["finetune", "--checkpoint", p.model,
                                                     "--task", "genre", "--out", p.out,
                                                     "--max-train-examples", "0"], USAGE,
@@ -428,6 +437,19 @@ def test_help_returns_0(capsys):
 def python_m(*args):
     return subprocess.run([sys.executable, "-m", "minigpt1", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(shared):
+    """`python -m minigpt1 bpe encode < big.txt | head -c 10`: no error, no traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "minigpt1", "bpe", "encode", "--tokenizer",
+                             str(shared.tokenizer)], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(b"the king spoke " * 100_000)  # far more ids than a pipe buffers
+    proc.stdin.close()
+    assert len(proc.stdout.read(10)) == 10
+    proc.stdout.close()  # the reader goes away
+    assert proc.wait(timeout=120) == 141  # 128 + SIGPIPE, as a Unix tool's shell status
+    assert proc.stderr.read() == b""
 
 
 def test_the_terminal_sees_no_traceback(shared):
