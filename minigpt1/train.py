@@ -123,10 +123,11 @@ def clip_and_check(grads, loss, max_norm, step):
 
 def rank_micro_batches(world, batch_size, micro_batch_size):
     """(this rank's rows of the batch, its micro-batch size, the batch-wide number of its
-    first micro-batch): micro-batch k of the batch draws dropout stream k + 1 on any rank."""
+    first micro-batch): micro-batch k of the batch draws dropout stream k + 1 on any rank.
+    One process may end on a shorter micro-batch; ranks must not (the numbering would shift)."""
     mine = world.shard(batch_size)
     micro = min(micro_batch_size, mine.stop - mine.start)
-    if (mine.stop - mine.start) % micro:
+    if world.size > 1 and (mine.stop - mine.start) % micro:
         raise ValueError(f"each of the {world.size} ranks takes {mine.stop - mine.start} of the "
                          f"{batch_size} sequences, which do not split into micro-batches of "
                          f"{micro}: choose a --micro-batch-size that divides it")

@@ -203,3 +203,25 @@ def test_a_run_that_cannot_fit_is_refused_before_anything_is_written(model_dir, 
         run_finetuning(model_dir, "mood", tmp_path / "run", fcfg=FAST, task=mood_task(),
                        progress=False)
     assert not (tmp_path / "run").exists()
+
+
+
+def test_a_short_last_micro_batch_gives_the_update_of_the_whole_batch(tmp_path):
+    """10 examples (a task smaller than the batch of 32) in micro-batches of 4, 4 and 2 give
+    the update of one micro-batch of 10 (dropout off)."""
+    text = " ".join(POSITIVE + NEGATIVE + FILLER)
+    tokenizer = BPETokenizer.train([text] * 5, vocab_size=300, mode="bytes", progress=False)
+    cfg = GPTConfig(vocab_size=tokenizer.vocab_size, n_ctx=32, n_embd=32, n_layer=2, n_head=2,
+                    embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0)
+    GPT(cfg, seed=0).save_pretrained(tmp_path / "model")
+    tokenizer.save(tmp_path / "model")
+    params = {}
+    for micro in (4, 10):
+        fcfg = FinetuneConfig(epochs=2, batch_size=32, micro_batch_size=micro, lr=1e-2,
+                              clf_pdrop=0.0, max_train_examples=10, log_every=1)
+        result = run_finetuning(tmp_path / "model", "mood", tmp_path / f"micro{micro}",
+                                fcfg=fcfg, task=mood_task(), progress=False)
+        assert result["steps"] == 2
+        params[micro] = result["model"].params
+    for name, value in params[10].items():
+        np.testing.assert_allclose(params[4][name], value, rtol=1e-4, atol=1e-5, err_msg=name)
