@@ -152,10 +152,6 @@ def _pretrain(args):
     from .train import TrainConfig
 
     _refuse_resume_with_force(args)
-    if args.tokenizer and args.vocab_size:
-        raise UsageError(f"--tokenizer and --vocab-size cannot be used together: the tokenizer in "
-                         f"{args.tokenizer} fixes the vocabulary; drop --vocab-size, or drop "
-                         "--tokenizer to train a new one of that size")
     preset_ctx = GPTConfig.preset(args.preset).n_ctx
     if args.n_ctx is not None and not 2 <= args.n_ctx <= preset_ctx:
         raise UsageError(f"--n-ctx {args.n_ctx} is outside 2..{preset_ctx}, the {args.preset} "
