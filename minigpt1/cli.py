@@ -497,6 +497,18 @@ def _error_message(err, args):
                "with --debug to see the traceback, and report it)")
 
 
+def _interrupted(err, world):
+    """Exit status 130 after Ctrl-C. A run that stopped cleanly (StoppedEarly) has saved and
+    every rank ends alike; a second Ctrl-C stops at once, so the other ranks must be ended."""
+    from .train import StoppedEarly
+
+    if world is None or not world.rank:  # rank 0 speaks for all
+        print(f"interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
+    if world is not None and not isinstance(err, StoppedEarly):
+        world.abort(130)
+    return 130
+
+
 def main(argv=None):
     """Run one command; returns its exit status (see the module's docstring)."""
     parser = build_parser()
@@ -507,20 +519,20 @@ def main(argv=None):
     try:
         return args.run(args)
     except KeyboardInterrupt as err:
-        print(f"interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
-        return 130
+        return _interrupted(err, getattr(args, "world", None))
     except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        if getattr(args, "world", None) is not None:
+            args.world.abort(141)  # the other ranks would wait for this one
         return 141  # 128 + SIGPIPE
     except Exception as err:
         world = getattr(args, "world", None)  # set by a distributed run of several ranks
+        status, message = _error_message(err, args)
         if getattr(args, "debug", False):
             if world is None:
                 raise
             traceback.print_exc()
-            status = 1
         else:
-            status, message = _error_message(err, args)
             if world is not None and world.rank:
                 message = message.replace("error:", f"error (rank {world.rank}):", 1)
             print(message, file=sys.stderr, flush=True)

@@ -8,15 +8,17 @@ Every rank holds the whole model. For each update of B sequences:
     g       = g_0 + g_1 + ... + g_(N-1)                    ONE all-reduce of one flat buffer
     clip(g); AdamW(g)                                     the same g everywhere: the same weights
 
-So N ranks compute what one process computes from the same B sequences in N micro-batches
-(bit for bit with 2 ranks; tests/distributed checks it). --batch-size is the update's batch
-whatever N is: more ranks make an update faster, they do not change it.
+So N ranks compute what one process computes from the same B sequences, accumulating
+micro-batches of min(--micro-batch-size, B/N): bit for bit when each rank runs one micro-batch,
+to rounding otherwise (tests/test_distributed.py). --batch-size is the update's batch whatever
+N is: more ranks make an update faster, they do not change it.
 
 Rank 0 alone reads the data and the run folder and writes checkpoints, metrics and progress;
 the others are silent on stdout and receive what they need (configs, token ids, weights,
-optimizer state) by broadcast, so only rank 0's machine needs the files. Every few hundred
-updates the ranks compare a checksum of their weights and stop loudly if they differ. A rank
-that waits longer than `timeout` seconds for the others (one died or hangs) stops them all.
+optimizer state) by broadcast, so only rank 0's machine needs the files. At every checkpoint
+the ranks compare a checksum of their weights and stop loudly if they differ. During training,
+a rank that waits longer than `timeout` seconds for the others (one died or hangs) stops them
+all; while rank 0 prepares the run (a tokenizer may take minutes) the others wait unbounded.
 
 World() is the single process: every operation below is then a no-op.
 """
@@ -122,6 +124,12 @@ class World:
         with self._waiting("agreeing whether to stop"):
             self.comm.Allreduce(self._mpi().IN_PLACE, mine, op=self._mpi().MAX)
         return bool(mine[0])
+
+    def barrier(self):
+        """Wait until every rank gets here."""
+        if self.size > 1:
+            with self._waiting("waiting for rank 0 to finish its checkpoint"):
+                self.comm.Barrier()
 
     def broadcast_json(self, value=None):
         """Rank 0's JSON-able value, on every rank (sent as UTF-8 bytes: no pickle)."""
@@ -280,7 +288,7 @@ def gpu_communicator(world, local_rank):
 
     gpus = cupy.cuda.runtime.getDeviceCount()
     cupy.cuda.Device(local_rank % gpus).use()
-    if world.local_size > gpus:  # NCCL refuses two ranks on one GPU
+    if world.agree(world.local_size > gpus):  # NCCL refuses two ranks on one GPU
         if world.is_writer:
             print(f"{world.local_size} ranks share {gpus} GPU(s) on this machine: gradients "
                   "go through host memory with MPI, not NCCL")

@@ -27,6 +27,7 @@ from .optim import warmup_linear
 from .tasks import make_batch
 from .train import (
     GracefulInterrupt,
+    StoppedEarly,
     append_metrics,
     check_finite_non_negative,
     clip_and_check,
@@ -178,7 +179,8 @@ def finetune(model, optimizer, train, validation, fcfg, run_dir, start_step=0, p
     bar.close()
     if step < total_steps:
         checkpoint(step)
-        raise KeyboardInterrupt(f"stopped at step {step}; continue with --resume")
+        world.barrier()  # no rank leaves before rank 0 has saved
+        raise StoppedEarly(f"stopped at step {step}; continue with --resume")
     seconds = max(1e-9, time.perf_counter() - started)
     return {"steps": step, "val_loss": val["loss"], "val_metric": val["metric"],
             "examples_per_s": (step - start_step) * fcfg.batch_size / seconds}

@@ -219,8 +219,10 @@ def prepare_finetuning(checkpoint, task_name, run_dir, data, fcfg, which, resume
     counts = ", ".join(f"{len(v):,} {k}" for k, v in encoded.items())
     print(f"task {task.spec.name} ({task.spec.kind}, metric {task.spec.metric}): {counts}; "
           f"lambda = {fcfg.lm_coef}")
-    examples = [examples_to_json(encoded[split]) for split in ("train", "validation")]
+    examples = None  # what the other ranks train and evaluate on, if there are others
+    if world.size > 1:
+        examples = [examples_to_json(encoded[split]) for split in ("train", "validation")]
     return {"model": model, "encoded": encoded, "optimizer": saved.optimizer if resume else None,
             "shared": {"config": model.gpt.cfg.to_dict(), "finetune": asdict(fcfg),
                        "task": asdict(task.spec), "start_step": start_step,
-                       "examples": examples if world.size > 1 else None}}
+                       "examples": examples}}

@@ -71,6 +71,10 @@ class TrainConfig:
         check_finite_non_negative(self, ("lr", "min_lr_ratio", "weight_decay", "grad_clip"))
 
 
+class StoppedEarly(KeyboardInterrupt):
+    """Ctrl-C stopped the run after an update and a checkpoint: --resume continues it."""
+
+
 class Diverged(RuntimeError):
     """The loss or a gradient stopped being a finite number."""
 
@@ -284,7 +288,8 @@ def pretrain(model, optimizer, train_ids, val_ids, tcfg, run_dir, start_step=0,
     bar.close()
     if step < total_steps:  # stopped early by Ctrl-C: keep what was done
         checkpoint(step)
-        raise KeyboardInterrupt(f"stopped at step {step}; continue with --resume")
+        world.barrier()  # no rank leaves before rank 0 has saved
+        raise StoppedEarly(f"stopped at step {step}; continue with --resume")
     if val_loss is None:  # resumed a run that had already finished (killed after its last save)
         val_loss = evaluate(model, val, tcfg.micro_batch_size)
     rate = (step - start_step) * tokens_per_step / max(1e-9, time.perf_counter() - started)

@@ -49,7 +49,8 @@ def mpiexec():
 
 def launch(mpiexec, n, *args, **kwargs):
     """Start `mpiexec -n n python ARGS`; stdout and stderr piped."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # one BLAS thread per rank: mpi_worker.py loads NumPy before minigpt1/cores.py could say so
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [mpiexec, "-n", str(n), sys.executable, *map(str, args)]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kwargs)
@@ -143,6 +144,12 @@ def pretrain_args(texts, tokenizer, out, *extra):
             "--out", out, "--batch-size", "4", "--micro-batch-size", "2", *TINY, *extra]
 
 
+def metric_lines(run_dir):
+    path = run_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines if line.endswith("}")]
+
+
 def same_runs(a, b):
     """Two run folders hold the same metrics and bit-identical last checkpoints."""
     assert (a / "metrics.jsonl").read_text() == (b / "metrics.jsonl").read_text()
@@ -192,6 +199,39 @@ def test_a_killed_distributed_run_resumes_to_the_same_end_on_2_ranks_or_1(mpiexe
     subprocess.run([sys.executable, *pretrain_args(texts, tokenizer, tmp_path / "one"),
                     "--resume"], check=True, cwd=ROOT, capture_output=True)
     same_runs(tmp_path / "one", distributed_run[0])  # the same updates in micro-batches
+
+
+@pytest.mark.mpi
+def test_ctrl_c_stops_every_rank_at_the_same_update_after_a_checkpoint(mpiexec, corpus,
+                                                                       tmp_path):
+    texts, tokenizer = corpus
+    run_dir = tmp_path / "run"
+    args = pretrain_args(texts, tokenizer, run_dir, "--max-steps", "100000", "--eval-every",
+                         "100000")
+    proc = launch(mpiexec, 2, *args, "--distributed")
+    wait_for(lambda: len(metric_lines(run_dir)) >= 3, proc)
+    ranks = [rank_pid(proc, 0), rank_pid(proc, 1)]
+    proc.send_signal(signal.SIGINT)  # mpiexec passes Ctrl-C on to the ranks
+    status, out, err = finish(proc, timeout=60)
+    stopped = load_checkpoint(run_dir).step
+    assert status == 130, err
+    assert err.count(f"interrupted: stopped at step {stopped}; continue with --resume") == 1
+    assert "Traceback" not in err
+    assert metric_lines(run_dir)[-1]["step"] == stopped
+    assert all(gone(pid) for pid in ranks)
+
+
+@pytest.mark.mpi
+def test_a_wall_clock_budget_gives_every_rank_the_same_plan(mpiexec, corpus, tmp_path):
+    texts, tokenizer = corpus
+    run_dir = tmp_path / "run"
+    args = pretrain_args(texts, tokenizer, run_dir, "--max-steps", "100000", "--minutes",
+                         "0.02", "--dist-timeout", "30")
+    out = run_ok(mpiexec, 2, *args, "--distributed")  # ranks planning apart would time out
+    planned = int(out.split(" updates planned")[0].split()[-1])
+    assert 10 <= planned < 100000
+    assert f"done: {planned} updates" in out
+    assert load_checkpoint(run_dir).step == metric_lines(run_dir)[-1]["step"] == planned
 
 
 @pytest.mark.mpi
