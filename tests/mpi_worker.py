@@ -6,7 +6,8 @@
         the reference the distributed runs are compared with.
     python tests/mpi_worker.py checksums
         ranks start from different seeds; share_weights must make them identical, and one
-        changed weight on rank 1 must be caught by check_identical on every rank.
+        changed weight on rank 1 must be caught by check_identical on every rank (rank 0
+        prints what it caught; a rank that misses it exits with an error).
 """
 
 import argparse
