@@ -116,12 +116,12 @@ class World:
             self.comm.Allreduce(self._mpi().IN_PLACE, host)
             flat.set(host)
 
-    def agree(self, flag):
+    def agree(self, flag, what="agreeing whether to stop"):
         """True on every rank if it is True on any (e.g. one rank saw Ctrl-C)."""
         if self.size == 1:
             return bool(flag)
         mine = np.array([int(bool(flag))], np.int64)
-        with self._waiting("agreeing whether to stop"):
+        with self._waiting(what):
             self.comm.Allreduce(self._mpi().IN_PLACE, mine, op=self._mpi().MAX)
         return bool(mine[0])
 
@@ -288,7 +288,8 @@ def gpu_communicator(world, local_rank):
 
     gpus = cupy.cuda.runtime.getDeviceCount()
     cupy.cuda.Device(local_rank % gpus).use()
-    if world.agree(world.local_size > gpus):  # NCCL refuses two ranks on one GPU
+    # NCCL refuses two ranks on one GPU; one machine short of GPUs decides for all
+    if world.agree(world.local_size > gpus, "choosing how to sum the gradients"):
         if world.is_writer:
             print(f"{world.local_size} ranks share {gpus} GPU(s) on this machine: gradients "
                   "go through host memory with MPI, not NCCL")
