@@ -80,10 +80,10 @@ def check_fits(cfg, batch_size, micro_batch_size, seq_len=None, available=None,
     def need(micro):
         return sum(estimate_memory(cfg, micro * sequences_per_item, T).values())
 
-    needed = need(micro_batch_size)
+    memory = estimate_memory(cfg, micro_batch_size * sequences_per_item, T)
+    needed = sum(memory.values())
     if budget is None or needed <= budget:
         return
-    memory = estimate_memory(cfg, micro_batch_size * sequences_per_item, T)
     parts = ", ".join(f"{k} {v / 2**30:.1f}" for k, v in memory.items())
     fitting = [m for m in range(micro_batch_size - 1, 0, -1)
                if batch_size % m == 0 and need(m) <= budget]

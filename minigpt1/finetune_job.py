@@ -23,7 +23,6 @@ from .config import GPTConfig
 from .corpus import load_text_dir
 from .distributed import SINGLE
 from .errors import FormatError
-from .estimate import check_fits
 from .fileio import read_json, section, write_json_atomic
 from .finetune import FinetuneConfig, evaluate_task, finetune
 from .model import GPT
@@ -34,7 +33,7 @@ from .shakespeare_tasks import SHAKESPEARE_TASKS, make_shakespeare_task
 from .task_files import FILE_TASKS, load_task_files
 from .task_model import HEAD, TaskModel, transfer_layers, with_special_tokens
 from .tasks import EncodedExample, TaskData, TaskSpec, encode_examples, show_layout
-from .train import rank_micro_batches
+from .train import check_rank_fits
 
 
 def task_names():
@@ -200,9 +199,8 @@ def prepare_finetuning(checkpoint, task_name, run_dir, data, fcfg, which, resume
     encoded = encode_splits(task, tokenizer, model.gpt.cfg.n_ctx, allow_truncation)
     longest = max(len(seq) for example in encoded["train"] for seq in example.sequences)
     batch = min(fcfg.batch_size, len(encoded["train"]))
-    mine, micro, _ = rank_micro_batches(world, batch, fcfg.micro_batch_size)
-    check_fits(model.gpt.cfg, mine.stop - mine.start, micro, longest,
-               sequences_per_item=len(encoded["train"][0].sequences), processes=world.local_size)
+    check_rank_fits(model.gpt.cfg, world, batch, fcfg.micro_batch_size, longest,
+                    sequences_per_item=len(encoded["train"][0].sequences))
     if not resume:  # only now: bad data must not cost an earlier run its folder
         start_run_dir(run_dir)
         tokenizer.save(run_dir / "tokenizer")

@@ -25,13 +25,13 @@ from .config import GPTConfig
 from .corpus import cache_file, chars_and_bytes, encode_texts, load_text_dir, split_documents
 from .distributed import SINGLE
 from .errors import FormatError
-from .estimate import check_fits, describe
+from .estimate import describe
 from .fileio import read_json, section, write_json_atomic
 from .model import GPT
 from .optim import AdamW
 from .plots import plot_losses, plot_lr
 from .pretrained import from_pretrained
-from .train import TrainConfig, pretrain, rank_micro_batches
+from .train import TrainConfig, check_rank_fits, pretrain, rank_micro_batches
 
 FORMAT_VERSION = 1
 DROPOUTS = ("embd_pdrop", "attn_pdrop", "resid_pdrop")
@@ -117,22 +117,15 @@ def checkpoint_config(checkpoint):
 
 
 def print_estimate(cfg, tcfg, world=SINGLE):
-    per_rank = tcfg.batch_size // world.size
-    micro = min(tcfg.micro_batch_size, per_rank)
-    lines = describe(cfg, per_rank, cfg.n_ctx, micro_batch_size=micro, processes=world.local_size)
+    mine, micro, _ = rank_micro_batches(world, tcfg.batch_size, tcfg.micro_batch_size)
+    lines = describe(cfg, mine.stop - mine.start, cfg.n_ctx, micro_batch_size=micro,
+                     processes=world.local_size)
     print("model: " + "\n".join(lines))
     if world.size == 1:
         print(f"batch: {tcfg.batch_size} x {cfg.n_ctx} tokens per update, in micro-batches of "
               f"{tcfg.micro_batch_size}")
     else:
         print("\n".join(world.describe(tcfg.batch_size, tcfg.micro_batch_size, tcfg.lr)))
-
-
-def check_rank_fits(cfg, tcfg, world):
-    """check_fits for one rank's share of the batch, with the ranks on this machine sharing
-    its memory."""
-    per_rank = tcfg.batch_size // world.size
-    check_fits(cfg, per_rank, min(tcfg.micro_batch_size, per_rank), processes=world.local_size)
 
 
 def run_pretraining(text_dir, run_dir, preset="small", tcfg=None, tokenizer_dir=None,
@@ -177,10 +170,9 @@ def prepare_pretraining(text_dir, run_dir, preset, tcfg, tokenizer_dir, vocab_si
     preset_cfg = GPTConfig.preset(preset)
     if not resume:  # refuse an update that cannot fit in memory before anything is written
         tcfg = tcfg or TrainConfig()
-        rank_micro_batches(world, tcfg.batch_size, tcfg.micro_batch_size)  # or ranks can't share
         planned = GPTConfig.preset(preset, vocab_size=vocab_size or preset_cfg.vocab_size,
                                    n_ctx=n_ctx or preset_cfg.n_ctx)
-        check_rank_fits(planned, tcfg, world)
+        check_rank_fits(planned, world, tcfg.batch_size, tcfg.micro_batch_size)
         start_run_dir(run_dir)
     tokenizer = get_tokenizer(run_dir, train_texts, tokenizer_dir,
                               vocab_size or preset_cfg.vocab_size, bpe_mode, resume)
@@ -192,8 +184,7 @@ def prepare_pretraining(text_dir, run_dir, preset, tcfg, tokenizer_dir, vocab_si
         _, cfg, tcfg = read_run(run_dir)
         checkpoint = load_checkpoint(run_dir)
         check_resume(cfg, checkpoint, tokenizer)
-        rank_micro_batches(world, tcfg.batch_size, tcfg.micro_batch_size)
-        check_rank_fits(cfg, tcfg, world)
+        check_rank_fits(cfg, world, tcfg.batch_size, tcfg.micro_batch_size)
         start_step, total_steps = checkpoint.step, checkpoint.state["total_steps"]
         print(f"resuming {run_dir} at step {start_step} of {total_steps}")
     else:

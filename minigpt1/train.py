@@ -21,7 +21,7 @@ from . import backend
 from .checkpoint import save_checkpoint
 from .corpus import eval_windows, random_windows
 from .distributed import SINGLE
-from .estimate import flops_per_token
+from .estimate import check_fits, flops_per_token
 from .fileio import write_text_atomic
 from .optim import clip_grad_norm, warmup_cosine
 
@@ -136,6 +136,15 @@ def rank_micro_batches(world, batch_size, micro_batch_size):
                          f"{batch_size} sequences, which do not split into micro-batches of "
                          f"{micro}: choose a --micro-batch-size that divides it")
     return mine, micro, mine.start // micro
+
+
+def check_rank_fits(cfg, world, batch_size, micro_batch_size, seq_len=None,
+                    sequences_per_item=1):
+    """Before anything is written: refuse a batch the ranks cannot share, and one rank's
+    share that does not fit in its part of this machine's memory (estimate.check_fits)."""
+    mine, micro, _ = rank_micro_batches(world, batch_size, micro_batch_size)
+    check_fits(cfg, mine.stop - mine.start, micro, seq_len,
+               sequences_per_item=sequences_per_item, processes=world.local_size)
 
 
 def train_step(model, optimizer, train_ids, step, lr, tcfg, seq_len, world=SINGLE):
