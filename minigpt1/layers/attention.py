@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 from ..backend import fused_kernels, xp_of
 from .dropout import DropoutCache, dropout_backward, dropout_forward
+from .rows import row_sum
 
 
 class AttentionCache(NamedTuple):
@@ -79,7 +80,7 @@ def causal_softmax(scores):
     scores += causal_bias(scores.shape[-2], scores.shape[-1], xp, scores.dtype)  # exp(-inf) = 0
     scores -= scores.max(axis=-1, keepdims=True)
     probs = xp.exp(scores, out=scores)
-    probs *= 1.0 / probs.sum(axis=-1, keepdims=True)  # one division per row, not per score
+    probs *= 1.0 / row_sum(probs)  # one division per row, not per score
     return probs
 
 
@@ -104,7 +105,7 @@ def attend_backward(dy_h, y_h, q, k, v, probs, probs_dropped, dropout_cache):
     # forward: probs_dropped = dropout(probs)
     dprobs = dropout_backward(dprobs_dropped, dropout_cache)
     # forward: probs = softmax(scores); masked entries have probs == 0, so they get dscores == 0
-    D = (dy_h * y_h).sum(axis=-1, keepdims=True)  # (B, nh, Tq, 1)
+    D = row_sum(dy_h * y_h)  # (B, nh, Tq, 1)
     dscores = dprobs
     dscores -= D
     dscores *= probs  # (B, nh, Tq, Tk)

@@ -12,6 +12,7 @@ Backward, with dxhat = dy * g (every mean is over the last axis):
 from typing import NamedTuple
 
 from ..backend import fused_kernels, xp_of
+from .rows import row_mean
 
 
 class LayerNormCache(NamedTuple):
@@ -25,9 +26,9 @@ def layernorm_forward(x, weight, bias, eps=1e-5):
         y, xhat, rstd = fused.layernorm_forward(x, weight, bias, eps)
         return y, LayerNormCache(xhat, rstd, weight)
     xp = xp_of(x)
-    mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
+    mu = row_mean(x)  # (..., 1)
     xc = x - mu  # (..., C)
-    var = (xc * xc).mean(axis=-1, keepdims=True)  # (..., 1)
+    var = row_mean(xc * xc)  # (..., 1)
     rstd = 1.0 / xp.sqrt(var + eps)  # (..., 1)
     xhat = xc
     xhat *= rstd  # (..., C), in place: xc is not needed again
@@ -47,8 +48,8 @@ def layernorm_backward(dy, cache):
     dbias = dy2.sum(axis=0)  # (C,)
     dxhat = dy * weight  # (..., C)
     # forward: xhat = (x - mu) * rstd, with mu and rstd functions of x
-    mean_dxhat = dxhat.mean(axis=-1, keepdims=True)  # (..., 1)
-    mean_dxhat_xhat = (dxhat * xhat).mean(axis=-1, keepdims=True)  # (..., 1)
+    mean_dxhat = row_mean(dxhat)  # (..., 1)
+    mean_dxhat_xhat = row_mean(dxhat * xhat)  # (..., 1)
     dx = dxhat
     dx -= mean_dxhat
     dx -= xhat * mean_dxhat_xhat
