@@ -32,6 +32,7 @@ from minigpt1.backend import device_rng, to_numpy  # noqa: E402
 from minigpt1.estimate import flops_per_token, matmul_peak  # noqa: E402
 from minigpt1.generate import generate  # noqa: E402
 from minigpt1.optim import AdamW, clip_grad_norm  # noqa: E402
+from minigpt1.threads import openblas, row_shards  # noqa: E402
 
 PRESETS = {  # name -> (GPTConfig overrides of the gpt1 preset, batch size); dropout 0.1 in all
     "tiny": (dict(n_layer=4, n_embd=128, n_head=4, n_ctx=128, vocab_size=4096), 16),
@@ -51,16 +52,15 @@ def import_torch():
 
 
 def blas_threads():
-    """Threads NumPy's BLAS uses: threadpoolctl if installed, else the env vars, else all."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            if os.environ.get(var, "").isdigit():
-                return int(os.environ[var]), f"${var}"
-        return os.cpu_count(), "os.cpu_count()"
-    counts = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-    return max(counts or [os.cpu_count()]), "threadpoolctl"
+    """Threads NumPy's BLAS uses: OpenBLAS's own count if minigpt1 can read it, else the env
+    vars, else all cores."""
+    blas = openblas()
+    if blas is not None:
+        return blas.get(), "OpenBLAS"
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var]), f"${var}"
+    return os.cpu_count(), "os.cpu_count()"
 
 
 def proc_status_mib(field):
@@ -274,6 +274,8 @@ def compare(torch, name, args, peaks, threads):
     ours_fns, torch_fns = minigpt1_steps(model, ids), torch_steps(torch, cfg, p, ids)
     same = np.array_equal(ours_fns["generate"](), torch_fns["generate"]().numpy())
     print(f"same greedy tokens from both: {'yes' if same else 'NO'}")
+    shards = len(row_shards(batch, (cfg.n_ctx + 1) * cfg.n_embd))  # as model.lm_loss splits
+    print(f"minigpt1 forward: the {batch} rows in {shards} thread{'s' * (shards > 1)}")
     print(f"{'mode':<10}{'minigpt1 tok/s':>16}{'torch tok/s':>14}{'ratio':>8}"
           f"{'MFU minigpt1':>14}{'MFU torch':>11}")
     flops = flops_per_token(cfg, cfg.n_ctx)
@@ -323,6 +325,9 @@ def main(argv=None):
           f"train = fwd + bwd + clip + AdamW, forward = L1 without grads, "
           f"generate = batch 1, {PROMPT_LEN}-token prompt + {NEW_TOKENS} greedy tokens, "
           f"KV cache in both; ratio = minigpt1 / torch tokens/s")
+    if openblas() is not None:
+        print(f"minigpt1's forward runs a batch's rows in up to {threads} threads, each calling "
+              "single-threaded BLAS (minigpt1/threads.py); its training step does not")
     for name in args.presets:
         compare(torch, name, args, peaks, threads)
     return 0

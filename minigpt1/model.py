@@ -23,6 +23,8 @@ from .layers import (
     embedding_backward,
     embedding_forward,
 )
+from .layers.cross_entropy import position_weights, target_log_probs
+from .threads import map_row_shards
 
 
 def parameter_shapes(cfg):
@@ -220,9 +222,27 @@ class GPT:
         return [block.attn.probs for block in cache.blocks]
 
     def lm_loss(self, ids, mask=None):
-        """L1 without gradients (evaluation): the same number lm_loss_and_grads returns."""
-        loss, _, _ = self._lm_forward(ids, mask, train=False, rng=None)
-        return float(loss)
+        """L1 without gradients (evaluation): the same number lm_loss_and_grads returns.
+
+        On the CPU the rows run in one thread per core (threads.py): a row's numbers do not
+        depend on the rows beside it, so the loss is the same as in one pass.
+        """
+        ids, target_mask = self._lm_inputs(ids, mask)
+        scale = position_weights(ids[:, 1:], target_mask, self.dtype)  # (B*(T-1),) w / sum(w)
+        wte = self.params["tokens_embed.weight"]  # (V, C)
+
+        def target_log_probs_of(rows):  # log p(next token) at each position of these rows
+            h, _ = self.body_forward(ids[rows, :-1])  # (b, T-1, C)
+            logits = h.reshape(-1, h.shape[-1]) @ wte.T  # (b*(T-1), V)
+            return target_log_probs(logits, ids[rows, 1:].reshape(-1))[0]
+
+        B, T = ids.shape
+        if self.device == "cpu":
+            shards = map_row_shards(target_log_probs_of, B, T * self.cfg.n_embd)
+        else:
+            shards = [target_log_probs_of(slice(None))]
+        logp = backend.module_for(self.device).concatenate(shards)  # (B*(T-1),)
+        return float(-(scale * logp).sum())
 
     def lm_loss_and_grads(self, ids, mask=None, train=False, rng=None):
         """L1 on ids (B, T): predict ids[:, 1:] from ids[:, :-1]; returns (loss, grads).
@@ -237,17 +257,21 @@ class GPT:
         grads = self.body_backward(dh, body, dwte)  # the embedding adds its share into dwte
         return float(loss), grads
 
-    def _lm_forward(self, ids, mask, train, rng):
-        """L1's forward pass: (loss, LM-head cache, body cache)."""
+    def _lm_inputs(self, ids, mask):
+        """ids checked and on the device; the mask of the targets ids[:, 1:] (or None)."""
         ids = self._prepare_ids(ids, max_len=self.cfg.n_ctx + 1)
         if ids.shape[1] < 2:
             raise ValueError("the LM loss needs sequences of at least 2 tokens (input + target)")
-        target_mask = None
-        if mask is not None:
-            mask = backend.to_device(mask, self.device)
-            if mask.shape != ids.shape:
-                raise ValueError(f"mask shape {tuple(mask.shape)} must equal ids shape {ids.shape}")
-            target_mask = mask[:, 1:]
+        if mask is None:
+            return ids, None
+        mask = backend.to_device(mask, self.device)
+        if mask.shape != ids.shape:
+            raise ValueError(f"mask shape {tuple(mask.shape)} must equal ids shape {ids.shape}")
+        return ids, mask[:, 1:]
+
+    def _lm_forward(self, ids, mask, train, rng):
+        """L1's forward pass: (loss, LM-head cache, body cache)."""
+        ids, target_mask = self._lm_inputs(ids, mask)
         # causal attention: h at positions 0..T-2 never sees token T-1, so leave it out
         h, body = self.body_forward(ids[:, :-1], train, rng)  # (B, T-1, C)
         loss, head = self.lm_head_forward(h, ids[:, 1:], target_mask)
@@ -261,19 +285,19 @@ class GPT:
         `weights` (B, T) say how much each position counts (0 = not at all); the loss is
         sum(w * -log p) / sum(w). Returns (loss, cache for lm_head_backward).
         """
-        logits = h @ self.params["tokens_embed.weight"].T  # (B, T, V), the tied head
+        wte = self.params["tokens_embed.weight"]  # (V, C)
+        logits = h.reshape(-1, h.shape[-1]) @ wte.T  # (B*T, V), the tied head: one 2-D product
         loss, ce = cross_entropy_forward(logits, targets, weights)
         return loss, LMHeadCache(ce, h)
 
     def lm_head_backward(self, dloss, cache):
         """-> dh (B, T, C) and the head's share of tokens_embed.weight's gradient (V, C)."""
         wte = self.params["tokens_embed.weight"]  # (V, C)
-        dlogits = cross_entropy_backward(dloss, cache.ce)  # (B, T, V)
+        dlogits = cross_entropy_backward(dloss, cache.ce)  # (B*T, V)
         # forward: logits = h @ wte^T
-        dh = dlogits @ wte  # (B, T, C)
-        C, V = wte.shape[1], wte.shape[0]
-        dwte = dlogits.reshape(-1, V).T @ cache.h.reshape(-1, C)  # (V, N) @ (N, C)
-        return dh, dwte
+        dh = dlogits @ wte  # (B*T, C)
+        dwte = dlogits.T @ cache.h.reshape(-1, wte.shape[1])  # (V, B*T) @ (B*T, C)
+        return dh.reshape(cache.h.shape), dwte
 
     # ---- files -------------------------------------------------------------------------
 

@@ -27,25 +27,35 @@ class CrossEntropyCache(NamedTuple):
     shape: tuple  # (..., V) the logits' original shape
 
 
-def cross_entropy_forward(logits, targets, mask=None):
-    """logits (..., V), targets (...) ids, mask (...) weights or None -> (loss, cache)."""
-    xp = xp_of(logits)
-    V = logits.shape[-1]
-    z = logits.reshape(-1, V)  # (N, V)
+def position_weights(targets, mask, dtype):
+    """targets (...) ids, mask (...) weights or None -> scale (N,): w_i / sum(w)."""
+    xp = xp_of(targets)
     y = targets.reshape(-1)  # (N,)
     if mask is None:
-        w, count = xp.ones(y.shape, dtype=logits.dtype), y.size  # on a GPU: no read-back
+        w, count = xp.ones(y.shape, dtype=dtype), y.size  # on a GPU: no read-back
     else:
-        w = mask.reshape(-1).astype(logits.dtype)  # (N,)
+        w = mask.reshape(-1).astype(dtype)  # (N,)
         count = float(w.sum())
     if count <= 0:
         raise ValueError("cross-entropy over an empty mask: at least one target must count")
-    shifted = z - z.max(axis=1, keepdims=True)  # (N, V), every entry <= 0
-    shifted_target = shifted[xp.arange(y.shape[0]), y]  # (N,), read before exp overwrites it
+    return w / count
+
+
+def target_log_probs(logits, targets):
+    """logits (N, V), targets (N,) -> log p[i, y_i] (N,), exps (N, V) and their row sums (N,)."""
+    xp = xp_of(logits)
+    shifted = logits - logits.max(axis=1, keepdims=True)  # (N, V), every entry <= 0
+    shifted_target = shifted[xp.arange(targets.shape[0]), targets]  # (N,), before exp overwrites
     exps = xp.exp(shifted, out=shifted)  # (N, V), in place
     sumexp = exps.sum(axis=1)  # (N,)
-    logp_target = shifted_target - xp.log(sumexp)  # (N,)
-    scale = w / count  # (N,)
+    return shifted_target - xp.log(sumexp), exps, sumexp
+
+
+def cross_entropy_forward(logits, targets, mask=None):
+    """logits (..., V), targets (...) ids, mask (...) weights or None -> (loss, cache)."""
+    y = targets.reshape(-1)  # (N,)
+    scale = position_weights(y, mask, logits.dtype)  # (N,)
+    logp_target, exps, sumexp = target_log_probs(logits.reshape(-1, logits.shape[-1]), y)
     loss = -(scale * logp_target).sum()
     return loss, CrossEntropyCache(exps, sumexp, y, scale, logits.shape)
 

@@ -1,0 +1,131 @@
+"""Rows of a batch run in threads (threads.py) and row sums by BLAS (layers/rows.py)."""
+
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from minigpt1 import GPT, GPTConfig, threads
+from minigpt1.layers.rows import row_mean, row_sum
+
+CFG = GPTConfig.preset("tiny", n_layer=2, n_embd=32, n_head=4, n_ctx=16, vocab_size=50,
+                       embd_pdrop=0.1, attn_pdrop=0.1, resid_pdrop=0.1)
+
+
+class FakeBLAS:
+    """Stands in for OpenBLAS: records every thread count it was given."""
+
+    def __init__(self, count):
+        self.count, self.history = count, []
+
+    def get(self):
+        return self.count
+
+    def set(self, count):
+        self.count = count
+        self.history.append(count)
+
+
+@pytest.fixture
+def blas(monkeypatch):
+    fake = FakeBLAS(2)
+    monkeypatch.setattr(threads, "openblas", lambda: fake)
+    monkeypatch.setattr(threads, "MIN_SHARD_ELEMENTS", 1)
+    return fake
+
+
+def test_numpys_openblas_is_found_and_its_thread_count_can_be_set():
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the Linux wheels of NumPy bundle OpenBLAS; other platforms may not")
+    blas = threads.openblas()
+    assert blas is not None, "no OpenBLAS in this process: evaluation would run on one core"
+    before = blas.get()
+    try:
+        blas.set(1)
+        assert blas.get() == 1
+    finally:
+        blas.set(before)
+    assert blas.get() == before
+
+
+@pytest.mark.parametrize("n_rows, count, sizes", [
+    (16, 2, [8, 8]), (5, 2, [2, 3]), (7, 3, [2, 2, 3]), (1, 2, [1]), (3, 8, [1, 1, 1]),
+])
+def test_row_shards_cover_every_row_once_one_share_per_thread(blas, n_rows, count, sizes):
+    blas.count = count
+    shards = threads.row_shards(n_rows, elements_per_row=1)
+    assert [s.stop - s.start for s in shards] == sizes
+    assert [i for s in shards for i in range(s.start, s.stop)] == list(range(n_rows))
+
+
+def test_too_little_work_or_one_thread_is_not_split(blas, monkeypatch):
+    monkeypatch.setattr(threads, "MIN_SHARD_ELEMENTS", 100)
+    assert threads.row_shards(16, elements_per_row=10) == [slice(0, 16)]  # 160 elements: 1 share
+    assert len(threads.row_shards(16, elements_per_row=20)) == 2
+    blas.count = 1
+    assert threads.row_shards(16, elements_per_row=1000) == [slice(0, 16)]
+    monkeypatch.setattr(threads, "openblas", lambda: None)  # another BLAS: never split
+    assert threads.row_shards(16, elements_per_row=1000) == [slice(0, 16)]
+
+
+def test_shards_run_at_once_with_single_threaded_blas_restored_after(blas):
+    both_running = threading.Barrier(2, timeout=10)  # breaks unless both shards run together
+    seen = []
+
+    def work(rows):
+        seen.append(blas.get())
+        both_running.wait()
+        return rows.start
+
+    assert threads.map_row_shards(work, 10, 1) == [0, 5]  # in shard order
+    assert seen == [1, 1] and blas.history == [1, 2] and blas.count == 2
+
+
+def test_blas_threads_come_back_when_a_shard_raises(blas):
+    def work(rows):
+        if rows.start:
+            raise ValueError("shard failed")
+        return 0
+
+    with pytest.raises(ValueError, match="shard failed"):
+        threads.map_row_shards(work, 10, 1)
+    assert blas.count == 2
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_split_evaluation_gives_the_one_pass_loss_exactly(blas, monkeypatch, dtype):
+    model = GPT(CFG, seed=3, dtype=dtype)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, CFG.vocab_size, size=(5, CFG.n_ctx + 1))
+    mask = rng.random(ids.shape) < 0.6
+    for m in (None, mask):
+        split = model.lm_loss(ids, m)
+        assert blas.history[-2:] == [1, 2]  # it did run in shards
+        # the loss of the training path, which never splits, with dropout off
+        assert split == model.lm_loss_and_grads(ids, m)[0]
+        monkeypatch.setattr(threads, "MIN_SHARD_ELEMENTS", 1 << 60)
+        assert model.lm_loss(ids, m) == split  # one shard
+        monkeypatch.setattr(threads, "MIN_SHARD_ELEMENTS", 1)
+
+
+def test_split_evaluation_still_refuses_a_mask_with_no_target(blas):
+    model = GPT(CFG, seed=3)
+    ids = np.zeros((4, 6), dtype=np.int64)
+    mask = np.zeros(ids.shape)
+    mask[:, 0] = 1  # position 0 is never a target
+    with pytest.raises(ValueError, match="empty mask"):
+        model.lm_loss(ids, mask)
+    assert blas.history == []  # refused before any thread ran
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (2, 3, 4, 9)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_sum_and_mean_equal_numpys(shape, dtype):
+    x = np.random.default_rng(1).standard_normal(shape).astype(dtype)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for view in (x, x[..., ::2]):  # contiguous, and a strided view
+        assert row_sum(view).shape == view.shape[:-1] + (1,)
+        np.testing.assert_allclose(row_sum(view), view.sum(axis=-1, keepdims=True), **tol)
+        np.testing.assert_allclose(row_mean(view), view.mean(axis=-1, keepdims=True), **tol)
+        assert row_mean(view).dtype == dtype
