@@ -234,7 +234,7 @@ class GPT:
         def target_log_probs_of(rows):  # log p(next token) at each position of these rows
             h, _ = self.body_forward(ids[rows, :-1])  # (b, T-1, C)
             logits = h.reshape(-1, h.shape[-1]) @ wte.T  # (b*(T-1), V)
-            return target_log_probs(logits, ids[rows, 1:].reshape(-1), out=logits)[0]
+            return target_log_probs(logits, ids[rows, 1:].reshape(-1))[0]
 
         B, T = ids.shape
         if self.device == "cpu":

@@ -242,6 +242,39 @@ def test_cross_entropy_value_and_stability():
     assert np.isclose(loss, (0.0 - log_softmax_row2[2]) / 2)
 
 
+@pytest.mark.parametrize("dtype, far", [(np.float32, 100.0), (np.float64, 1000.0)])
+def test_cross_entropy_shifts_only_the_rows_that_need_it(dtype, far):
+    # row 0 ordinary; row 1 would overflow unshifted; row 2 would underflow to a zero sum
+    rng = np.random.default_rng(4)
+    logits = rng.standard_normal((3, 7)) * 3
+    logits[1] += far
+    logits[2] -= far
+    targets = np.array([2, 0, 6])
+    loss, cache = cross_entropy_forward(logits.astype(dtype), targets)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    expected = -log_softmax[np.arange(3), targets].mean()
+    assert np.isclose(loss, expected, rtol=1e-6 if dtype == np.float32 else 1e-13)
+    exps, rtol = cache.exps.astype(np.float64), 1e-4 if dtype == np.float32 else 1e-12
+    assert np.allclose(exps[0], np.exp(logits[0]), rtol=rtol)  # taken unshifted
+    assert np.allclose(exps[1:], np.exp(shifted[1:]), rtol=rtol)  # shifted by the row max
+    softmax = np.exp(log_softmax)
+    dlogits = cross_entropy_backward(1.0, cache)
+    onehot = np.eye(7)[targets]
+    assert np.allclose(dlogits, (softmax - onehot) / 3, atol=1e-7 if dtype == np.float32 else 1e-15)
+
+
+def test_cross_entropy_gradients_through_shifted_and_unshifted_rows():
+    inputs = {"logits": randn("cpu", 3, 5, seed=5, scale=3.0)}
+    inputs["logits"][1] += 1000.0  # exp overflows float64 unshifted: this row is shifted
+    targets = np.array([1, 4, 0])
+
+    def forward(logits):
+        return cross_entropy_forward(logits, targets)
+
+    assert_gradients(check_layer(forward, cross_entropy_backward, inputs))
+
+
 def test_cross_entropy_rejects_empty_mask():
     with pytest.raises(ValueError, match="empty mask"):
         cross_entropy_forward(np.zeros((2, 3)), np.zeros(2, dtype=int), np.zeros(2))

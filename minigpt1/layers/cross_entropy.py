@@ -12,15 +12,24 @@ Backward (dloss is the upstream scalar):
 The one-hot matrix is never built: we subtract at the target indices instead. The forward
 keeps exp(z - max(z)) unnormalised with its row sums: the loss needs only the sums, and the
 backward folds 1 / sum into the per-row factor it multiplies by anyway (one pass, not two).
+
+Any shift of a row gives the same log-probabilities and the same softmax; the max only
+keeps exp from overflowing or losing the whole row to underflow. A language model's logits
+stay far inside those bounds, so on the CPU exp(z) is first tried unshifted: that saves two
+of the four passes over the (N, V) logits, the largest array of a step. A row whose sum lands
+outside [sqrt(tiny), 1/sqrt(tiny)] (1e-19 to 1e19 in float32: logits beyond about +-40) is
+done again, shifted, so that every probability above sqrt(tiny) keeps full precision, in the
+loss and in the backward's factor 1 / sum. On a GPU that check would make the host wait for
+the device inside the step, so there every row is shifted.
 """
 
 from typing import NamedTuple
 
-from ..backend import xp_of
+from ..backend import fused_kernels, xp_of
 
 
 class CrossEntropyCache(NamedTuple):
-    exps: object  # (N, V) exp(z - max(z)): the softmax before dividing by its row sums
+    exps: object  # (N, V) exp(z - shift): the softmax before dividing by its row sums
     sumexp: object  # (N,) the row sums
     targets: object  # (N,) target ids
     scale: object  # (N,) w_i / sum(w): each position's share of the mean
@@ -41,14 +50,27 @@ def position_weights(targets, mask, dtype):
     return w / count
 
 
-def target_log_probs(logits, targets, out=None):
-    """logits (N, V), targets (N,) -> log p[i, y_i] (N,), exps (N, V) and their row sums (N,).
-
-    exps go into `out` when given: out=logits overwrites logits that are no longer needed,
-    which saves a fresh (N, V) array (8% of an evaluation at tiny size).
-    """
+def target_log_probs(logits, targets):
+    """logits (N, V), targets (N,) -> log p[i, y_i] (N,), exps (N, V) and their row sums (N,)."""
     xp = xp_of(logits)
-    shifted = xp.subtract(logits, logits.max(axis=1, keepdims=True), out=out)  # (N, V), all <= 0
+    if fused_kernels(logits) is not None:  # a GPU: no data-dependent branch, shift every row
+        return shifted_target_log_probs(logits, targets)
+    with xp.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        exps = xp.exp(logits)  # (N, V), unshifted
+        sumexp = exps.sum(axis=1)  # (N,)
+        logp_target = logits[xp.arange(targets.shape[0]), targets] - xp.log(sumexp)  # (N,)
+    bound = xp.sqrt(xp.finfo(logits.dtype).tiny)
+    redo = ~((sumexp >= bound) & (sumexp <= 1.0 / bound))  # NaN (a diverged model) fails too
+    if redo.any():
+        logp_target[redo], exps[redo], sumexp[redo] = shifted_target_log_probs(
+            logits[redo], targets[redo])
+    return logp_target, exps, sumexp
+
+
+def shifted_target_log_probs(logits, targets):
+    """target_log_probs with every row shifted by its max: safe for any finite logits."""
+    xp = xp_of(logits)
+    shifted = logits - logits.max(axis=1, keepdims=True)  # (N, V), every entry <= 0
     shifted_target = shifted[xp.arange(targets.shape[0]), targets]  # (N,), before exp overwrites
     exps = xp.exp(shifted, out=shifted)  # (N, V), in place
     sumexp = exps.sum(axis=1)  # (N,)
