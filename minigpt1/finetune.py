@@ -121,10 +121,10 @@ def evaluate_task(model, encoded, batch_size=32):
     losses, sizes, predicted = [], [], np.zeros(len(encoded))
     for chunk in micro_batches(order, batch_size):  # similar lengths together: less padding
         batch = make_batch([encoded[i] for i in chunk], spec.regression)
-        _, l2, _ = model.finetune_loss(batch, lm_coef=0.0)
+        l2, scores = model.evaluate(batch)  # one forward pass for the loss and the scores
         losses.append(l2)
         sizes.append(len(chunk))
-        predicted[chunk] = predictions(model.scores(batch), spec)
+        predicted[chunk] = predictions(scores, spec)
     labels = np.array([e.label for e in encoded])
     if not spec.regression:
         predicted = predicted.astype(np.int64)

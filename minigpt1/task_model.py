@@ -133,6 +133,11 @@ class TaskModel:
         _, _, scores, _ = self._forward(batch, 0.0, False, None)
         return backend.to_numpy(scores)
 
+    def evaluate(self, batch):
+        """(L2, scores) without dropout or gradients, from one forward pass."""
+        l2, _, scores, _ = self._forward(batch, 0.0, False, None)
+        return float(l2), backend.to_numpy(scores)
+
     def finetune_loss(self, batch, lm_coef=0.5):
         """(L3, L2, L1) without gradients; L1 is None when lm_coef is 0."""
         l2, l1, _, _ = self._forward(batch, lm_coef, False, None)

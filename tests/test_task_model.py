@@ -109,6 +109,16 @@ def test_padding_changes_nothing():
     assert np.allclose(model.scores(batch)[0], model.scores(alone)[0], atol=1e-12)
 
 
+@pytest.mark.parametrize("kind", list(SPECS))
+def test_evaluate_is_l2_and_scores_from_one_pass(kind):
+    spec = SPECS[kind]
+    model = float64_task_model(spec, "cpu")
+    batch = task_batch(spec)
+    l2, scores = model.evaluate(batch)
+    assert l2 == model.finetune_loss(batch, lm_coef=0.0)[1]
+    assert np.array_equal(scores, model.scores(batch))
+
+
 def test_labels_outside_the_task_are_refused():
     spec = SPECS["classification"]
     model = TaskModel(GPT(GPTConfig.preset("tiny", vocab_size=V + 3, n_layer=1)), spec)
