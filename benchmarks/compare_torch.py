@@ -274,7 +274,7 @@ def compare(torch, name, args, peaks, threads):
     ours_fns, torch_fns = minigpt1_steps(model, ids), torch_steps(torch, cfg, p, ids)
     same = np.array_equal(ours_fns["generate"](), torch_fns["generate"]().numpy())
     print(f"same greedy tokens from both: {'yes' if same else 'NO'}")
-    shards = len(row_shards(batch, (cfg.n_ctx + 1) * cfg.n_embd))  # as model.lm_loss splits
+    shards = len(row_shards(batch, cfg.n_ctx * cfg.n_embd))  # as model.lm_loss splits
     print(f"minigpt1 forward: the {batch} rows in {shards} thread{'s' * (shards > 1)}")
     print(f"{'mode':<10}{'minigpt1 tok/s':>16}{'torch tok/s':>14}{'ratio':>8}"
           f"{'MFU minigpt1':>14}{'MFU torch':>11}")

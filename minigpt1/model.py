@@ -22,8 +22,9 @@ from .layers import (
     dropout_forward,
     embedding_backward,
     embedding_forward,
+    position_weights,
+    target_log_probs,
 )
-from .layers.cross_entropy import position_weights, target_log_probs
 from .threads import map_row_shards
 
 
@@ -237,8 +238,8 @@ class GPT:
             return target_log_probs(logits, ids[rows, 1:].reshape(-1))[0]
 
         B, T = ids.shape
-        if self.device == "cpu":
-            shards = map_row_shards(target_log_probs_of, B, T * self.cfg.n_embd)
+        if self.device == "cpu":  # each row runs T-1 tokens of n_embd channels
+            shards = map_row_shards(target_log_probs_of, B, (T - 1) * self.cfg.n_embd)
         else:
             shards = [target_log_probs_of(slice(None))]
         logp = backend.module_for(self.device).concatenate(shards)  # (B*(T-1),)

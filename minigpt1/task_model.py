@@ -130,8 +130,7 @@ class TaskModel:
     def scores(self, batch):
         """The head's outputs (dropout off): (B, n) class logits, (B, K) answer scores or
         (B,) regression values, as a NumPy array."""
-        _, _, scores, _ = self._forward(batch, 0.0, False, None)
-        return backend.to_numpy(scores)
+        return self.evaluate(batch)[1]
 
     def evaluate(self, batch):
         """(L2, scores) without dropout or gradients, from one forward pass."""

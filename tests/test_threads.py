@@ -2,6 +2,7 @@
 
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -35,11 +36,16 @@ def blas(monkeypatch):
     return fake
 
 
-def test_numpys_openblas_is_found_and_its_thread_count_can_be_set():
+def linux_openblas():
     if not sys.platform.startswith("linux"):
         pytest.skip("the Linux wheels of NumPy bundle OpenBLAS; other platforms may not")
     blas = threads.openblas()
     assert blas is not None, "no OpenBLAS in this process: evaluation would run on one core"
+    return blas
+
+
+def test_numpys_openblas_is_found_and_its_thread_count_can_be_set():
+    blas = linux_openblas()
     before = blas.get()
     try:
         blas.set(1)
@@ -47,6 +53,46 @@ def test_numpys_openblas_is_found_and_its_thread_count_can_be_set():
     finally:
         blas.set(before)
     assert blas.get() == before
+
+
+def test_numpys_own_copy_is_chosen_over_other_wheels_copies():
+    # SciPy's wheel maps an OpenBLAS of its own; switching that one would not touch NumPy's
+    bundled = [p for p in threads.numpy_openblas_candidates() if "numpy" in p]
+    if not bundled:
+        pytest.skip("this NumPy has no OpenBLAS of its own in its package folder")
+    threads.openblas.cache_clear()
+    try:
+        import scipy.linalg  # noqa: F401  (maps scipy.libs/libscipy_openblas*, when installed)
+    except ImportError:
+        pass
+    assert not any("scipy.libs" in p for p in threads.numpy_openblas_candidates())
+    assert threads.openblas().path == bundled[0]
+
+
+def test_an_openmp_build_is_not_switched(monkeypatch):
+    class OpenMPLibrary:  # what ctypes.CDLL would return for an OpenMP build
+        openblas_get_num_threads = staticmethod(lambda: 2)
+        openblas_set_num_threads = staticmethod(lambda count: None)
+        openblas_get_parallel = staticmethod(lambda: threads.OPENMP)
+
+    monkeypatch.setattr(threads.ctypes, "CDLL", lambda path: OpenMPLibrary())
+    with pytest.raises(OSError, match="OpenMP"):
+        threads.OpenBLAS("libopenblas.so")
+
+
+def test_real_openblas_split_gives_the_one_pass_loss_and_its_threads_back(monkeypatch):
+    blas = linux_openblas()
+    before, calls = blas.get(), []
+    if before < 2:
+        pytest.skip("BLAS runs one thread here: nothing to split")
+    real_set = blas.set
+    monkeypatch.setattr(blas, "set", lambda count: (calls.append(count), real_set(count)))
+    monkeypatch.setattr(threads, "MIN_SHARD_ELEMENTS", 1)
+    ids = np.random.default_rng(0).integers(0, CFG.vocab_size, size=(4, CFG.n_ctx + 1))
+    for dtype in ("float32", "float64"):
+        model = GPT(CFG, seed=3, dtype=dtype)
+        assert model.lm_loss(ids) == model.lm_loss_and_grads(ids)[0]
+    assert calls == [1, before] * 2 and blas.get() == before
 
 
 @pytest.mark.parametrize("n_rows, count, sizes", [
@@ -82,6 +128,28 @@ def test_shards_run_at_once_with_single_threaded_blas_restored_after(blas):
     assert seen == [1, 1] and blas.history == [1, 2] and blas.count == 2
 
 
+def test_ctrl_c_waits_for_the_running_shards_before_blas_gets_its_threads_back(blas, monkeypatch):
+    started, finished = threading.Semaphore(0), []
+    real_wait = threads.wait
+
+    def interrupted_wait(futures):  # Ctrl-C once both shards run
+        started.acquire(timeout=10)
+        started.acquire(timeout=10)
+        monkeypatch.setattr(threads, "wait", real_wait)  # the second wait, in finally, is real
+        raise KeyboardInterrupt
+
+    def work(rows):
+        started.release()
+        time.sleep(0.2)
+        finished.append(blas.get())  # BLAS must still be at one thread here
+        return rows.start
+
+    monkeypatch.setattr(threads, "wait", interrupted_wait)
+    with pytest.raises(KeyboardInterrupt):
+        threads.map_row_shards(work, 10, 1)
+    assert finished == [1, 1] and blas.count == 2
+
+
 def test_blas_threads_come_back_when_a_shard_raises(blas):
     def work(rows):
         if rows.start:
@@ -100,8 +168,9 @@ def test_split_evaluation_gives_the_one_pass_loss_exactly(blas, monkeypatch, dty
     ids = rng.integers(0, CFG.vocab_size, size=(5, CFG.n_ctx + 1))
     mask = rng.random(ids.shape) < 0.6
     for m in (None, mask):
+        calls = len(blas.history)
         split = model.lm_loss(ids, m)
-        assert blas.history[-2:] == [1, 2]  # it did run in shards
+        assert blas.history[calls:] == [1, 2]  # it did run in shards
         # the loss of the training path, which never splits, with dropout off
         assert split == model.lm_loss_and_grads(ids, m)[0]
         monkeypatch.setattr(threads, "MIN_SHARD_ELEMENTS", 1 << 60)

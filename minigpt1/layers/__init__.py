@@ -13,7 +13,12 @@ from .attention_blocked import (
     blocked_attention_backward,
     blocked_attention_forward,
 )
-from .cross_entropy import cross_entropy_backward, cross_entropy_forward
+from .cross_entropy import (
+    cross_entropy_backward,
+    cross_entropy_forward,
+    position_weights,
+    target_log_probs,
+)
 from .dropout import dropout_backward, dropout_forward
 from .embedding import embedding_backward, embedding_forward
 from .gelu import gelu_backward, gelu_forward
@@ -40,6 +45,8 @@ __all__ = [
     "layernorm_forward",
     "linear_backward",
     "linear_forward",
+    "position_weights",
     "squared_error_backward",
     "squared_error_forward",
+    "target_log_probs",
 ]

@@ -18,8 +18,10 @@ def _times_vector(x, value):
 
 
 def row_sum(x):
+    """x (..., K) -> its sums over the last axis (..., 1)."""
     return _times_vector(x, 1.0)
 
 
 def row_mean(x):
+    """x (..., K) -> its means over the last axis (..., 1)."""
     return _times_vector(x, 1.0 / x.shape[-1])
