@@ -203,7 +203,7 @@ class GPT:
         """Next-token logits (B, T, V) for every position; dropout only when train=True."""
         ids = self._prepare_ids(ids)
         h, _ = self.body_forward(ids, train, rng)
-        return h @ self.params["tokens_embed.weight"].T  # (B, T, V), the tied head
+        return self.head_logits(h)  # (B, T, V)
 
     def decode(self, ids, past=None):
         """Logits (B, T, V) of new tokens `ids` (B, T) after the `past` ones; and the new past.
@@ -215,7 +215,7 @@ class GPT:
         ids = self._prepare_ids(ids, max_len=self.cfg.n_ctx - seen)
         h, cache = self.body_forward(ids, past=past)
         past = [(block.attn.k, block.attn.v) for block in cache.blocks]
-        return h @ self.params["tokens_embed.weight"].T, past
+        return self.head_logits(h), past
 
     def attention_maps(self, ids):
         """Attention probabilities of every layer and head: a list of (B, nh, T, T) arrays."""
@@ -230,11 +230,11 @@ class GPT:
         """
         ids, target_mask = self._lm_inputs(ids, mask)
         scale = position_weights(ids[:, 1:], target_mask, self.dtype)  # (B*(T-1),) w / sum(w)
-        wte = self.params["tokens_embed.weight"]  # (V, C)
+        V = self.cfg.vocab_size
 
         def target_log_probs_of(rows):  # log p(next token) at each position of these rows
             h, _ = self.body_forward(ids[rows, :-1])  # (b, T-1, C)
-            logits = h.reshape(-1, h.shape[-1]) @ wte.T  # (b*(T-1), V)
+            logits = self.head_logits(h).reshape(-1, V)  # (b*(T-1), V)
             return target_log_probs(logits, ids[rows, 1:].reshape(-1))[0]
 
         B, T = ids.shape
@@ -280,24 +280,29 @@ class GPT:
 
     # ---- the tied LM head, shared by L1 and the auxiliary term of L3 -------------------
 
+    def head_logits(self, h):
+        """Hidden states h (..., C) -> next-token logits (..., V): h @ wte^T, the output matrix
+        tied to the input embedding, as one 2-D product (a stack of B smaller ones is slower)."""
+        wte = self.params["tokens_embed.weight"]  # (V, C)
+        return (h.reshape(-1, h.shape[-1]) @ wte.T).reshape(*h.shape[:-1], wte.shape[0])
+
     def lm_head_forward(self, h, targets, weights=None):
         """Cross-entropy of next tokens `targets` (B, T) given hidden states h (B, T, C).
 
         `weights` (B, T) say how much each position counts (0 = not at all); the loss is
         sum(w * -log p) / sum(w). Returns (loss, cache for lm_head_backward).
         """
-        wte = self.params["tokens_embed.weight"]  # (V, C)
-        logits = h.reshape(-1, h.shape[-1]) @ wte.T  # (B*T, V), the tied head: one 2-D product
-        loss, ce = cross_entropy_forward(logits, targets, weights)
+        loss, ce = cross_entropy_forward(self.head_logits(h), targets, weights)
         return loss, LMHeadCache(ce, h)
 
     def lm_head_backward(self, dloss, cache):
         """-> dh (B, T, C) and the head's share of tokens_embed.weight's gradient (V, C)."""
         wte = self.params["tokens_embed.weight"]  # (V, C)
-        dlogits = cross_entropy_backward(dloss, cache.ce)  # (B*T, V)
+        V, C = wte.shape
+        dlogits = cross_entropy_backward(dloss, cache.ce).reshape(-1, V)  # (B*T, V)
         # forward: logits = h @ wte^T
         dh = dlogits @ wte  # (B*T, C)
-        dwte = dlogits.T @ cache.h.reshape(-1, wte.shape[1])  # (V, B*T) @ (B*T, C)
+        dwte = dlogits.T @ cache.h.reshape(-1, C)  # (V, B*T) @ (B*T, C)
         return dh.reshape(cache.h.shape), dwte
 
     # ---- files -------------------------------------------------------------------------
