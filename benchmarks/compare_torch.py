@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minigpt1 import GPT, GPTConfig  # noqa: E402
 from minigpt1.backend import device_rng, to_numpy  # noqa: E402
-from minigpt1.estimate import flops_per_token, matmul_peak  # noqa: E402
-from minigpt1.generate import generate  # noqa: E402
-from minigpt1.optim import AdamW, clip_grad_norm  # noqa: E402
-from minigpt1.threads import openblas, row_shards  # noqa: E402
+from minigpt1.fast.row_threads import openblas, row_shards  # noqa: E402
+from minigpt1.model.generate import generate  # noqa: E402
+from minigpt1.training.estimate import flops_per_token, matmul_peak  # noqa: E402
+from minigpt1.training.optim import AdamW, clip_grad_norm  # noqa: E402
 
 PRESETS = {  # name -> (GPTConfig overrides of the gpt1 preset, batch size); dropout 0.1 in all
     "tiny": (dict(n_layer=4, n_embd=128, n_head=4, n_ctx=128, vocab_size=4096), 16),
@@ -205,7 +205,7 @@ def time_alternately(fns, warmup, repeats, pause=0.3, sync=lambda: None):
 
 
 def torch_matmul_peak(torch, size=1024, seconds=0.5, device="cpu"):
-    """torch's float32 (size x size) @ (size x size) GFLOP/s, as minigpt1.estimate measures."""
+    """torch's float32 (size x size) @ (size x size) GFLOP/s, as training/estimate.py measures."""
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     out = torch.empty(size, size, device=device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)

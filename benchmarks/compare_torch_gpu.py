@@ -34,7 +34,7 @@ from compare_torch import (  # noqa: E402
 )
 
 from minigpt1 import GPT, GPTConfig, backend  # noqa: E402
-from minigpt1.estimate import flops_per_token  # noqa: E402
+from minigpt1.training.estimate import flops_per_token  # noqa: E402
 
 PEAK_SIZE = 8192  # matmul size for the peak: big enough to fill an H100/H200
 

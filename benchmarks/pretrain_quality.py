@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from minigpt1.config import GPTConfig  # noqa: E402
-from minigpt1.corpus import chars_and_bytes, load_text_dir, split_documents  # noqa: E402
-from minigpt1.demo import cached_tokenizer, demo_train_config  # noqa: E402
-from minigpt1.pretrain import run_pretraining  # noqa: E402
-from minigpt1.shakespeare import prepare_shakespeare  # noqa: E402
+from minigpt1.corpus.shakespeare import prepare_shakespeare  # noqa: E402
+from minigpt1.corpus.texts import chars_and_bytes, load_text_dir, split_documents  # noqa: E402
+from minigpt1.jobs.demo import cached_tokenizer, demo_train_config  # noqa: E402
+from minigpt1.jobs.pretrain import run_pretraining  # noqa: E402
 
 
 def ours(args, text_dir):

@@ -22,8 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minigpt1 import GPT, GPTConfig, backend, parameter_count  # noqa: E402
-from minigpt1.estimate import flops_per_token  # noqa: E402
-from minigpt1.optim import AdamW, clip_grad_norm  # noqa: E402
+from minigpt1.training.estimate import flops_per_token  # noqa: E402
+from minigpt1.training.optim import AdamW, clip_grad_norm  # noqa: E402
 
 
 def synchronize(device):

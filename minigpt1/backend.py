@@ -63,7 +63,7 @@ def xp_of(*arrays):
 
 
 def fused_kernels(array):
-    """The fused CUDA kernels (minigpt1.cuda_kernels) for a CuPy array; None for NumPy.
+    """The fused CUDA kernels (minigpt1.fast.cuda_kernels) for a CuPy array; None for NumPy.
 
     A layer asks this first: on a GPU one kernel replaces its several passes over memory; on
     the CPU it runs its NumPy lines, which stay the reference the kernels are tested against.

@@ -102,7 +102,7 @@ def _add_demo_command(sub):
 
 
 def _demo(args):
-    from .demo import run_demo
+    from .jobs.demo import run_demo
 
     run_demo(minutes=args.minutes, preset=args.preset, out=args.out, data_dir=args.data_dir,
              text_dir=args.text_dir, vocab_size=args.vocab_size, bpe_mode=args.bpe_mode,
@@ -120,7 +120,7 @@ def _add_prepare_command(sub):
 
 
 def _prepare(args):
-    from .shakespeare import prepare_shakespeare
+    from .corpus.shakespeare import prepare_shakespeare
 
     prepare_shakespeare(args.data_dir, force=args.force)
     return 0
@@ -128,7 +128,7 @@ def _prepare(args):
 
 def _add_pretrain_command(sub):
 
-    from .train import TrainConfig
+    from .training.lm_objective import TrainConfig
 
     pretrain = sub.add_parser("pretrain", help="pre-train a model with L1 on a folder of texts")
     _add_data_args(pretrain, DEFAULT_TEXT_DIR)
@@ -148,8 +148,8 @@ def _add_pretrain_command(sub):
 def _pretrain(args):
 
     from .config import GPTConfig
-    from .pretrain import run_pretraining
-    from .train import TrainConfig
+    from .jobs.pretrain import run_pretraining
+    from .training.lm_objective import TrainConfig
 
     _refuse_resume_with_force(args)
     preset_ctx = GPTConfig.preset(args.preset).n_ctx
@@ -170,7 +170,7 @@ def _pretrain(args):
 
 
 def _add_distributed_flags(command):
-    from .distributed import DEFAULT_TIMEOUT
+    from .training.distributed import DEFAULT_TIMEOUT
 
     command.add_argument("--distributed", action="store_true",
                          help="data-parallel over the processes `mpiexec -n N` started (needs "
@@ -183,7 +183,7 @@ def _add_distributed_flags(command):
 
 def _world(args):
     """The processes of this run: one, or those of mpiexec with --distributed."""
-    from .distributed import SINGLE, init_world
+    from .training.distributed import SINGLE, init_world
 
     if not args.distributed:
         return SINGLE
@@ -226,7 +226,7 @@ def _refuse_resume_with_force(args):
 
 
 def _add_finetune_command(sub):
-    from .finetune import FinetuneConfig
+    from .training.task_objective import FinetuneConfig
 
     finetune = sub.add_parser("finetune", help="fine-tune a pre-trained model on a task (L2/L3)")
     finetune.add_argument("--checkpoint", required=True, metavar="DIR",
@@ -254,9 +254,9 @@ def _add_finetune_command(sub):
 
 
 def _finetune(args):
-    from .finetune import FinetuneConfig
-    from .finetune_job import run_finetuning, task_names
-    from .task_files import FILE_TASKS
+    from .finetuning.task_files import FILE_TASKS
+    from .jobs.finetune import run_finetuning, task_names
+    from .training.task_objective import FinetuneConfig
 
     _refuse_resume_with_force(args)
     if args.task not in task_names():
@@ -277,7 +277,7 @@ def _finetune(args):
 
 
 def _add_ablation_command(sub):
-    from .ablation import ablation_config
+    from .jobs.ablation import ablation_config
 
     ablation = sub.add_parser(
         "ablation", help="Table 5 at small scale: with/without pre-training and the LM loss")
@@ -292,8 +292,8 @@ def _add_ablation_command(sub):
 
 
 def _ablation(args):
-    from .ablation import run_ablation
-    from .finetune import FinetuneConfig
+    from .jobs.ablation import run_ablation
+    from .training.task_objective import FinetuneConfig
 
     fcfg = _config_from_args(FinetuneConfig, args, transfer_layers=None, lm_coef=0.5)
     run_ablation(args.checkpoint, args.out, args.text_dir, fcfg, force=args.force)
@@ -318,8 +318,8 @@ def _add_generate_command(sub):
 
 
 def _generate(args):
-    from .generate import generate
-    from .pretrain import load_model
+    from .jobs.pretrain import load_model
+    from .model.generate import generate
 
     if not args.prompt:
         raise UsageError("--prompt is empty: give at least one character to continue")
@@ -341,7 +341,7 @@ def _add_export_command(sub):
 
 
 def _export(args):
-    from .pretrain import export_run
+    from .jobs.pretrain import export_run
 
     out = export_run(args.checkpoint, args.out, args.which, args.force)
     print(f"wrote {out}/ (config.json, model.safetensors, vocab.json, merges.txt)")
@@ -362,7 +362,7 @@ def _add_estimate_command(sub):
 
 def _estimate(args):
     from .config import PRESETS, GPTConfig
-    from .estimate import describe, matmul_peak
+    from .training.estimate import describe, matmul_peak
 
     names = args.preset or list(PRESETS)
     configs = {name: GPTConfig.preset(name) for name in names}
@@ -424,8 +424,8 @@ def _bpe_train(args):
     import time
     from pathlib import Path
 
-    from .bpe import BPETokenizer
-    from .text import read_texts
+    from .tokenizer.bpe import BPETokenizer
+    from .tokenizer.text import read_texts
 
     paths = []
     for name in args.input:
@@ -444,7 +444,7 @@ def _bpe_train(args):
 
 
 def _load_tokenizer(args):
-    from .bpe import BPETokenizer
+    from .tokenizer.bpe import BPETokenizer
 
     return BPETokenizer.load(args.tokenizer, args.mode)
 
@@ -500,7 +500,7 @@ def _error_message(err, args):
 def _interrupted(err, world):
     """Exit status 130 after Ctrl-C. A run that stopped cleanly (StoppedEarly) has saved and
     every rank ends alike; a second Ctrl-C stops at once, so the other ranks must be ended."""
-    from .train import StoppedEarly
+    from .training.lm_objective import StoppedEarly
 
     if world is None or not world.rank:  # rank 0 speaks for all
         print(f"interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from minigpt1 import backend
-from minigpt1.corpus import SAMPLE_DIR
-from minigpt1.pretrain import run_pretraining
-from minigpt1.train import TrainConfig
+from minigpt1.corpus.texts import SAMPLE_DIR
+from minigpt1.jobs.pretrain import run_pretraining
+from minigpt1.training.lm_objective import TrainConfig
 
 IN_CI = os.environ.get("CI") == "true"
 

@@ -19,9 +19,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minigpt1 import GPT, GPTConfig  # noqa: E402
-from minigpt1.distributed import SINGLE, RanksDiverged, init_world  # noqa: E402
-from minigpt1.optim import AdamW  # noqa: E402
-from minigpt1.train import TrainConfig, train_step  # noqa: E402
+from minigpt1.training.distributed import SINGLE, RanksDiverged, init_world  # noqa: E402
+from minigpt1.training.lm_objective import TrainConfig, train_step  # noqa: E402
+from minigpt1.training.optim import AdamW  # noqa: E402
 
 CFG = dict(vocab_size=50, n_ctx=8, n_embd=16, n_head=2, n_layer=2)
 

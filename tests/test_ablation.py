@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from minigpt1 import GPT, GPTConfig
-from minigpt1.ablation import VARIANTS, markdown_table, zero_shot_multiple_choice
-from minigpt1.bpe import BPETokenizer
 from minigpt1.cli import main
-from minigpt1.corpus import SAMPLE_DIR, load_text_dir, split_documents
-from minigpt1.tasks import Example
+from minigpt1.corpus.texts import SAMPLE_DIR, load_text_dir, split_documents
+from minigpt1.finetuning.transformations import Example
+from minigpt1.jobs.ablation import VARIANTS, markdown_table, zero_shot_multiple_choice
+from minigpt1.tokenizer.bpe import BPETokenizer
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def sample_model(tmp_path_factory):
 
 
 def test_zero_shot_picks_the_most_probable_answer(sample_model):
-    from minigpt1.pretrain import load_model
+    from minigpt1.jobs.pretrain import load_model
 
     model, tokenizer = load_model(sample_model)
     example = Example(("The king", " is dead", " sat upon", " the sea and the wind"), 0)

@@ -11,7 +11,7 @@ from minigpt1.gradcheck import failures, rel_error
 
 PACKAGE = Path(__file__).resolve().parents[1] / "minigpt1"
 COMPUTE_MODULES = sorted(PACKAGE.glob("layers/*.py")) + [
-    PACKAGE / name for name in ("block.py", "model.py", "task_model.py")
+    PACKAGE / name for name in ("model/block.py", "model/gpt.py", "finetuning/task_model.py")
 ]
 
 

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from minigpt1 import bpe, bpe_files, bpe_train, text
-from minigpt1.bpe import GPT1_SPECIAL_TOKENS, BPETokenizer
-from minigpt1.text import words_gpt1
+from minigpt1.tokenizer import bpe, text
+from minigpt1.tokenizer import files as bpe_files
+from minigpt1.tokenizer import trainers as bpe_train
+from minigpt1.tokenizer.bpe import GPT1_SPECIAL_TOKENS, BPETokenizer
+from minigpt1.tokenizer.text import words_gpt1
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = [
@@ -28,7 +30,7 @@ EDGE_CASES = [
     "\t\n  \r\n   x  \n\n",
     "\x00\x7f\u200b\ufeff",  # NUL, DEL, zero-width space, byte-order mark
     "\ud800 lone surrogate",  # legal in a Python str, not in UTF-8
-    (ROOT / "minigpt1" / "bpe.py").read_text(encoding="utf-8"),  # a whole file
+    (ROOT / "minigpt1" / "tokenizer" / "bpe.py").read_text(encoding="utf-8"),  # a whole file
 ]
 
 

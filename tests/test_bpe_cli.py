@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from minigpt1.bpe import BPETokenizer
 from minigpt1.cli import main
+from minigpt1.tokenizer.bpe import BPETokenizer
 
 TEXT = "The cat sat on the mat.\nThe cats sat on the mats!\n" * 5
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from minigpt1.bpe import BPETokenizer
-from minigpt1.bpe_files import TokenizerFileError
-from minigpt1.text import read_text, read_texts
+from minigpt1.tokenizer.bpe import BPETokenizer
+from minigpt1.tokenizer.files import TokenizerFileError
+from minigpt1.tokenizer.text import read_text, read_texts
 
 CORPUS = ["the cat sat on the mat", "the dog ate the hat"]
 

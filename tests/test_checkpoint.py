@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from minigpt1.checkpoint import load_checkpoint, read_index, save_checkpoint
+from minigpt1.training.checkpoint import load_checkpoint, read_index, save_checkpoint
 
 
 def arrays(step):
@@ -53,7 +53,7 @@ def test_missing_and_foreign_checkpoints(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys, numpy as np
-    from minigpt1.checkpoint import save_checkpoint
+    from minigpt1.training.checkpoint import save_checkpoint
     step = 0
     while True:
         step += 1

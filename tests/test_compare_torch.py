@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from minigpt1 import GPT, GPTConfig
-from minigpt1.generate import generate
+from minigpt1.model.generate import generate
 from tests.conftest import require
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

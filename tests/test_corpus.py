@@ -12,8 +12,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from minigpt1 import shakespeare
-from minigpt1.corpus import (
+from minigpt1.corpus import shakespeare
+from minigpt1.corpus.texts import (
     SAMPLE_DIR,
     Document,
     cache_file,

@@ -13,7 +13,7 @@ import pytest
 
 from minigpt1 import backend
 from minigpt1.layers import gelu_backward, gelu_forward, layernorm_backward, layernorm_forward
-from minigpt1.optim import AdamW, decays
+from minigpt1.training.optim import AdamW, decays
 
 pytestmark = pytest.mark.gpu
 
@@ -25,7 +25,7 @@ TOL = {np.float32: {"rtol": 1e-5, "atol": 1e-6}, np.float64: {"rtol": 1e-12, "at
 def ck():
     if not backend.gpu_available():
         pytest.skip("no CuPy / NVIDIA GPU on this machine (tests/gpu/run.sh runs these on one)")
-    return importlib.import_module("minigpt1.cuda_kernels")
+    return importlib.import_module("minigpt1.fast.cuda_kernels")
 
 
 def gpu(a):

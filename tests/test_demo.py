@@ -3,9 +3,9 @@
 import subprocess
 import sys
 
-from minigpt1 import demo
-from minigpt1.corpus import SAMPLE_DIR
-from minigpt1.train import TrainConfig
+from minigpt1.corpus.texts import SAMPLE_DIR
+from minigpt1.jobs import demo
+from minigpt1.training.lm_objective import TrainConfig
 
 TINY = TrainConfig(max_steps=30, batch_size=4, micro_batch_size=4, lr=1e-3, warmup_steps=5,
                    eval_every=15, eval_windows=4)

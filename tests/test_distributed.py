@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minigpt1 import backend, cores
-from minigpt1.checkpoint import load_checkpoint
+from minigpt1 import backend
 from minigpt1.cli import main
-from minigpt1.distributed import SINGLE, World, find_mpiexec
-from minigpt1.train import rank_micro_batches
+from minigpt1.fast import cores
+from minigpt1.training.checkpoint import load_checkpoint
+from minigpt1.training.distributed import SINGLE, World, find_mpiexec
+from minigpt1.training.lm_objective import rank_micro_batches
 from tests.conftest import IN_CI, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]

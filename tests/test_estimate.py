@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from minigpt1 import GPT, GPTConfig, parameter_shapes
-from minigpt1.estimate import check_fits, describe, estimate_memory, flops_per_token
+from minigpt1.training.estimate import check_fits, describe, estimate_memory, flops_per_token
 
 
 def matmul_flops_from_shapes(cfg, T):

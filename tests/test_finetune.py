@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from minigpt1 import GPT, GPTConfig
-from minigpt1.bpe import BPETokenizer
 from minigpt1.cli import main
-from minigpt1.finetune import FinetuneConfig, batch_indices
-from minigpt1.finetune_job import run_finetuning
-from minigpt1.tasks import Example, TaskData, TaskSpec
+from minigpt1.finetuning.transformations import Example, TaskData, TaskSpec
+from minigpt1.jobs.finetune import run_finetuning
+from minigpt1.tokenizer.bpe import BPETokenizer
+from minigpt1.training.task_objective import FinetuneConfig, batch_indices
 
 POSITIVE = ["good", "great", "happy", "lovely", "bright"]
 NEGATIVE = ["bad", "awful", "sad", "grim", "dark"]
@@ -144,8 +144,8 @@ def test_resume_is_bit_exact(model_dir, tmp_path, monkeypatch):
     import os
     import signal
 
-    from minigpt1 import finetune as loop
-    from minigpt1.checkpoint import load_checkpoint
+    from minigpt1.training import task_objective as loop
+    from minigpt1.training.checkpoint import load_checkpoint
 
     fcfg = FinetuneConfig(epochs=2, batch_size=16, micro_batch_size=8, lr=1e-3, log_every=1)
     task = mood_task((64, 16, 16))
@@ -196,7 +196,7 @@ def test_regression_and_multiple_choice_run_end_to_end(model_dir, tmp_path):
 
 def test_a_run_that_cannot_fit_is_refused_before_anything_is_written(model_dir, tmp_path,
                                                                       monkeypatch):
-    from minigpt1 import estimate
+    from minigpt1.training import estimate
 
     monkeypatch.setattr(estimate, "available_memory", lambda: 2**20)  # 1 MiB left
     with pytest.raises(ValueError, match="micro-batch"):

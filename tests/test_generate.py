@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from minigpt1 import GPT, GPTConfig, backend
-from minigpt1.generate import generate, sample_next, top_k_filter, top_p_filter
+from minigpt1.model.generate import generate, sample_next, top_k_filter, top_p_filter
 
 CFG = GPTConfig(vocab_size=64, n_ctx=16, n_embd=32, n_layer=2, n_head=4)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from minigpt1 import GPT, GPTConfig, backend
-from minigpt1.optim import AdamW
+from minigpt1.training.optim import AdamW
 
 pytestmark = pytest.mark.gpu
 

@@ -4,8 +4,8 @@ cases where a formula would divide by zero."""
 import numpy as np
 import pytest
 
-from minigpt1 import tasks
-from minigpt1.metrics import SCORES, accuracy, f1, matthews, pearson, score
+from minigpt1.finetuning import transformations as tasks
+from minigpt1.finetuning.metrics import SCORES, accuracy, f1, matthews, pearson, score
 
 # Five binary predictions against five labels: TP = 2 (items 0, 4), TN = 1 (item 3),
 # FP = 1 (item 1), FN = 1 (item 2).

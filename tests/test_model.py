@@ -5,7 +5,7 @@ import pytest
 
 from minigpt1 import GPT, GPTConfig, backend, parameter_count
 from minigpt1.gradcheck import check_sampled, failures
-from minigpt1.optim import AdamW
+from minigpt1.training.optim import AdamW
 
 # DESIGN.md's table, written out by hand: HuggingFace OpenAIGPTModel's keys for one block
 HF_BLOCK_KEYS = [

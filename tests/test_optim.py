@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from minigpt1.optim import AdamW, clip_grad_norm, warmup_cosine, warmup_linear
+from minigpt1.training.optim import AdamW, clip_grad_norm, warmup_cosine, warmup_linear
 
 
 def test_adamw_first_step_by_hand():

@@ -9,7 +9,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from minigpt1 import plots
-from minigpt1.optim import warmup_cosine
+from minigpt1.training.optim import warmup_cosine
 
 STANDARD_PIXELS = (600, 960)  # (height, width) of an 8 x 5 inch figure at 120 dpi
 

@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 
-from minigpt1.corpus import SAMPLE_DIR, Document, load_text_dir, val_start
-from minigpt1.shakespeare_tasks import (
+from minigpt1.corpus.texts import SAMPLE_DIR, Document, load_text_dir, val_start
+from minigpt1.finetuning.shakespeare_tasks import (
     MAX_CHARS,
     MIN_CHARS,
     NEGATIVE_GAP,

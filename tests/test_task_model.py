@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from minigpt1 import GPT, GPTConfig, backend
+from minigpt1.finetuning.task_model import TaskModel, transfer_layers, with_special_tokens
+from minigpt1.finetuning.transformations import EncodedExample, TaskSpec, make_batch, transform
 from minigpt1.gradcheck import check_sampled, failures
-from minigpt1.task_model import TaskModel, transfer_layers, with_special_tokens
-from minigpt1.tasks import EncodedExample, TaskSpec, make_batch, transform
 
 SPECS = {
     "classification": TaskSpec("cls", "classification", ("a", "b", "c"), "accuracy"),
@@ -128,7 +128,7 @@ def test_labels_outside_the_task_are_refused():
 
 
 def test_special_rows_appended_fresh():
-    from minigpt1.bpe import BPETokenizer
+    from minigpt1.tokenizer.bpe import BPETokenizer
 
     tokenizer = BPETokenizer.train(["to be or not to be"] * 3, vocab_size=270, mode="bytes",
                                    progress=False)

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from minigpt1.bpe import BPETokenizer
-from minigpt1.tasks import (
+from minigpt1.finetuning.transformations import (
     SPECIAL_TOKENS,
     EncodedExample,
     Example,
@@ -15,6 +14,7 @@ from minigpt1.tasks import (
     show_layout,
     transform,
 )
+from minigpt1.tokenizer.bpe import BPETokenizer
 
 S, D, E = 100, 101, 102  # start, delimiter, extract
 SPECS = {

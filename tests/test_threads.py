@@ -7,8 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from minigpt1 import GPT, GPTConfig, threads
-from minigpt1.layers.rows import row_mean, row_sum
+from minigpt1 import GPT, GPTConfig
+from minigpt1.fast import row_threads as threads
+from minigpt1.fast.rows import row_mean, row_sum
 
 CFG = GPTConfig.preset("tiny", n_layer=2, n_embd=32, n_head=4, n_ctx=16, vocab_size=50,
                        embd_pdrop=0.1, attn_pdrop=0.1, resid_pdrop=0.1)

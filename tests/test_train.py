@@ -8,11 +8,12 @@ import signal
 import numpy as np
 import pytest
 
-from minigpt1 import GPT, train
-from minigpt1.checkpoint import load_checkpoint
-from minigpt1.corpus import SAMPLE_DIR
-from minigpt1.pretrain import run_pretraining
-from minigpt1.train import TrainConfig
+from minigpt1 import GPT
+from minigpt1.corpus.texts import SAMPLE_DIR
+from minigpt1.jobs.pretrain import run_pretraining
+from minigpt1.training import lm_objective as train
+from minigpt1.training.checkpoint import load_checkpoint
+from minigpt1.training.lm_objective import TrainConfig
 
 SMALL = dict(batch_size=4, micro_batch_size=2, warmup_steps=4, eval_every=4, eval_windows=4,
              log_every=1, lr=3e-3)
@@ -155,7 +156,7 @@ def test_a_budget_smaller_than_the_timed_updates_still_ends_evaluated(tmp_path, 
 
 
 def test_a_run_that_cannot_fit_is_refused_before_anything_is_written(tmp_path, monkeypatch):
-    from minigpt1 import estimate
+    from minigpt1.training import estimate
 
     monkeypatch.setattr(estimate, "available_memory", lambda: 2**20)  # 1 MiB left
     with pytest.raises(ValueError, match="micro-batch"):

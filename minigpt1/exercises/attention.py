@@ -14,7 +14,7 @@ import numpy as np
 from ..config import GPTConfig
 from ..gradcheck import numerical_gradient, rel_error
 from ..layers.attention import causal_mask
-from ..model import parameter_shapes
+from ..model.gpt import parameter_shapes
 from . import Exercise
 
 # ---- the causal mask ---------------------------------------------------------------------

@@ -10,9 +10,9 @@ answer with TaskModel.finetune_loss_and_grads, which computes L3 in one pass.
 import numpy as np
 
 from ..config import GPTConfig
-from ..model import GPT
-from ..task_model import TaskModel
-from ..tasks import EncodedExample, TaskSpec, make_batch, transform
+from ..finetuning.task_model import TaskModel
+from ..finetuning.transformations import EncodedExample, TaskSpec, make_batch, transform
+from ..model.gpt import GPT
 from . import Exercise
 
 V = 40  # ordinary tokens; the specials are V, V + 1, V + 2

@@ -11,11 +11,18 @@ from functools import cache
 
 import numpy as np
 
-from ..bpe import BPETokenizer
 from ..config import GPTConfig
-from ..model import GPT
-from ..task_model import TaskModel
-from ..tasks import SPECIAL_TOKENS, EncodedExample, Example, TaskSpec, encode_example, make_batch
+from ..finetuning.task_model import TaskModel
+from ..finetuning.transformations import (
+    SPECIAL_TOKENS,
+    EncodedExample,
+    Example,
+    TaskSpec,
+    encode_example,
+    make_batch,
+)
+from ..model.gpt import GPT
+from ..tokenizer.bpe import BPETokenizer
 from . import Exercise
 
 PAIRS = [("It rains.", "The street is wet."), ("O Romeo, Romeo!", "Wherefore art thou?"),

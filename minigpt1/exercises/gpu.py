@@ -18,7 +18,7 @@ from ..backend import xp_of
 from ..config import GPTConfig
 from ..layers import gelu_forward
 from ..layers.gelu import GELU_COEF, SQRT_2_OVER_PI
-from ..model import parameter_count
+from ..model.gpt import parameter_count
 from . import Exercise
 
 FLOAT32_BYTES = 4

@@ -10,9 +10,9 @@ import math
 import numpy as np
 
 from minigpt1.config import GPTConfig
-from minigpt1.generate import top_k_filter
-from minigpt1.model import parameter_count
-from minigpt1.optim import warmup_cosine
+from minigpt1.model.generate import top_k_filter
+from minigpt1.model.gpt import parameter_count
+from minigpt1.training.optim import warmup_cosine
 
 from . import Exercise
 

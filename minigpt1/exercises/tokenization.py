@@ -7,8 +7,8 @@ exactly when it agrees with the code the tokenizer really runs.
 
 import random
 
-from ..bpe import BPETokenizer
-from ..bpe_train import get_stats, merge
+from ..tokenizer.bpe import BPETokenizer
+from ..tokenizer.trainers import get_stats, merge
 from . import Exercise
 
 # -- 1. pair counts over a corpus of words ------------------------------------------------

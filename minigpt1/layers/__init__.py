@@ -6,13 +6,13 @@ Size legend used in every file:
     N  any number of leading dimensions flattened together
 """
 
-from .attention import attention_backward, attention_forward
-from .attention_blocked import (
+from ..fast.blocked_attention import (
     QUERY_BLOCK,
     BlockedAttentionCache,
     blocked_attention_backward,
     blocked_attention_forward,
 )
+from .attention import attention_backward, attention_forward
 from .cross_entropy import (
     cross_entropy_backward,
     cross_entropy_forward,

@@ -32,8 +32,8 @@ import math
 from typing import NamedTuple
 
 from ..backend import fused_kernels, xp_of
+from ..fast.rows import row_sum
 from .dropout import DropoutCache, dropout_backward, dropout_forward
-from .rows import row_sum
 
 
 class AttentionCache(NamedTuple):

@@ -12,7 +12,7 @@ Backward, with dxhat = dy * g (every mean is over the last axis):
 from typing import NamedTuple
 
 from ..backend import fused_kernels, xp_of
-from .rows import row_mean
+from ..fast.rows import row_mean
 
 
 class LayerNormCache(NamedTuple):

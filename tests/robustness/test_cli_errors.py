@@ -16,15 +16,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from minigpt1 import pretrain
-from minigpt1.bpe import BPETokenizer
-from minigpt1.checkpoint import save_checkpoint
 from minigpt1.cli import main
 from minigpt1.config import GPTConfig
-from minigpt1.corpus import SAMPLE_DIR
-from minigpt1.model import GPT
-from minigpt1.optim import AdamW
-from minigpt1.shakespeare import SDIST_NAME
+from minigpt1.corpus.shakespeare import SDIST_NAME
+from minigpt1.corpus.texts import SAMPLE_DIR
+from minigpt1.jobs import pretrain
+from minigpt1.model.gpt import GPT
+from minigpt1.tokenizer.bpe import BPETokenizer
+from minigpt1.training.checkpoint import save_checkpoint
+from minigpt1.training.optim import AdamW
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXT = "the cat sat on the mat; the dog sat on the log.\n" * 20

@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minigpt1 import GPT, GPTConfig, train
-from minigpt1.checkpoint import load_checkpoint
-from minigpt1.generate import generate
-from minigpt1.pretrain import run_pretraining
-from minigpt1.train import TrainConfig
+from minigpt1 import GPT, GPTConfig
+from minigpt1.jobs.pretrain import run_pretraining
+from minigpt1.model.generate import generate
+from minigpt1.training import lm_objective as train
+from minigpt1.training.checkpoint import load_checkpoint
+from minigpt1.training.lm_objective import TrainConfig
 from tests.conftest import SMALL, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

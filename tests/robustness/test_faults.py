@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minigpt1 import train
-from minigpt1.checkpoint import load_checkpoint, read_index, save_checkpoint
-from minigpt1.pretrain import run_pretraining
-from minigpt1.train import TrainConfig
+from minigpt1.jobs.pretrain import run_pretraining
+from minigpt1.training import lm_objective as train
+from minigpt1.training.checkpoint import load_checkpoint, read_index, save_checkpoint
+from minigpt1.training.lm_objective import TrainConfig
 from tests.conftest import SMALL, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,7 @@ def adamw_state(step, shapes=SHAPES):
 WRITER = textwrap.dedent("""
     import json, sys
     import numpy as np
-    from minigpt1.checkpoint import save_checkpoint
+    from minigpt1.training.checkpoint import save_checkpoint
     shapes = json.loads(sys.argv[2])
     step = 0
     while True:  # the same tensors as weights() and adamw_state() below

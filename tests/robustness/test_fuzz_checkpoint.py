@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minigpt1 import GPT
-from minigpt1.checkpoint import load_checkpoint, save_checkpoint
 from minigpt1.errors import FormatError
-from minigpt1.optim import AdamW
+from minigpt1.training.checkpoint import load_checkpoint, save_checkpoint
+from minigpt1.training.optim import AdamW
 from tests.robustness.fuzz import (
     CFG,
     FUZZ,

@@ -10,12 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minigpt1.cli import main
-from minigpt1.corpus import SAMPLE_DIR
-from minigpt1.finetune import FinetuneConfig
-from minigpt1.finetune_job import read_finetune_run
-from minigpt1.pretrain import read_run, run_pretraining
-from minigpt1.tasks import TaskSpec
-from minigpt1.train import TrainConfig
+from minigpt1.corpus.texts import SAMPLE_DIR
+from minigpt1.finetuning.transformations import TaskSpec
+from minigpt1.jobs.finetune import read_finetune_run
+from minigpt1.jobs.pretrain import read_run, run_pretraining
+from minigpt1.training.lm_objective import TrainConfig
+from minigpt1.training.task_objective import FinetuneConfig
 from tests.robustness.fuzz import (
     CFG,
     FUZZ,
@@ -76,7 +76,7 @@ def test_damaged_run_json(run_folders, data, kind):
 
 
 def test_pretrain_resume_with_a_broken_run_json(tmp_path, capsys):
-    from minigpt1.train import TrainConfig as Train
+    from minigpt1.training.lm_objective import TrainConfig as Train
 
     out = tmp_path / "run"
     run_pretraining(SAMPLE_DIR, out, "tiny", Train(max_steps=2, batch_size=2, micro_batch_size=2,

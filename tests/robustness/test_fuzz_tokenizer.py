@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minigpt1.bpe import GPT1_SPECIAL_TOKENS, BPETokenizer
-from minigpt1.bpe_files import MERGES_FILE, META_FILE, VOCAB_FILE
+from minigpt1.tokenizer.bpe import GPT1_SPECIAL_TOKENS, BPETokenizer
+from minigpt1.tokenizer.files import MERGES_FILE, META_FILE, VOCAB_FILE
 from tests.robustness import fuzz
 from tests.robustness.fuzz import (
     FUZZ,

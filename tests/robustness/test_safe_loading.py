@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from minigpt1 import GPT, from_pretrained
-from minigpt1.checkpoint import load_checkpoint, save_checkpoint
 from minigpt1.errors import FormatError
-from minigpt1.optim import AdamW
+from minigpt1.training.checkpoint import load_checkpoint, save_checkpoint
+from minigpt1.training.optim import AdamW
 from tests.robustness.fuzz import CFG
 
 PACKAGE = Path(__file__).resolve().parents[2] / "minigpt1"

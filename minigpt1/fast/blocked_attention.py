@@ -21,7 +21,7 @@ import math
 from typing import NamedTuple
 
 from ..backend import xp_of
-from .attention import attend, attend_backward, merge_heads, split_heads
+from ..layers.attention import attend, attend_backward, merge_heads, split_heads
 
 QUERY_BLOCK = 128  # rows per block: big enough for efficient matmuls, small enough to skip
 

@@ -23,8 +23,8 @@ looks wrong stops the load with a FormatError (errors.py, a ValueError) that sta
 import csv
 from pathlib import Path
 
-from .errors import FormatError
-from .tasks import Example, TaskData, TaskSpec
+from ..errors import FormatError
+from .transformations import Example, TaskData, TaskSpec
 
 GLUE = "from the GLUE benchmark download, https://gluebenchmark.com/tasks"
 BINARY = ("0", "1")  # how GLUE's two-class files write their labels: 0 = the first class name
@@ -281,7 +281,7 @@ LOADERS = {"sst2": load_sst2, "cola": load_cola, "mrpc": load_mrpc, "qqp": load_
 def load_task_files(name, path) -> TaskData:
     """Task `name` (a key of FILE_TASKS) from its folder `path`."""
     # task_files_mc builds on the helpers above, so I import it here, once this module exists
-    from .task_files_mc import load_race, load_rocstories
+    from .multiple_choice import load_race, load_rocstories
 
     loaders = {**LOADERS, "rocstories": load_rocstories, "race": load_race}
     if name not in loaders:

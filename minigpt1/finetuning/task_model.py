@@ -22,8 +22,8 @@ forward pass: causal attention means h[:, :-1] is what a separate LM pass would 
 
 from typing import NamedTuple
 
-from . import backend
-from .layers import (
+from .. import backend
+from ..layers import (
     cross_entropy_backward,
     cross_entropy_forward,
     dropout_backward,
@@ -33,7 +33,7 @@ from .layers import (
     squared_error_backward,
     squared_error_forward,
 )
-from .tasks import TaskBatch
+from .transformations import TaskBatch
 
 HEAD = ("clf.weight", "clf.bias")
 
@@ -186,8 +186,8 @@ def with_special_tokens(gpt, tokenizer, seed=0):
     never saw these tokens, and fine-tuning teaches it what they mean. Returns the new GPT
     (gpt itself when its embedding already has a row for every token).
     """
-    from .model import GPT
-    from .tasks import SPECIAL_TOKENS
+    from ..model.gpt import GPT
+    from .transformations import SPECIAL_TOKENS
 
     tokenizer.add_special_tokens(SPECIAL_TOKENS)
     cfg = gpt.cfg
@@ -207,7 +207,7 @@ def transfer_layers(pretrained, n_layers, seed=0):
     """A GPT that keeps the embeddings and the first n_layers blocks of `pretrained` and
     starts every other block afresh (paper, Figure 2 left); n_layers = -1 keeps nothing,
     which is the "no pre-training" row of Table 5."""
-    from .model import GPT
+    from ..model.gpt import GPT
 
     n_total = pretrained.cfg.n_layer
     if not -1 <= n_layers <= n_total:

@@ -19,13 +19,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm import tqdm
 
-from . import backend
+from .. import backend
+from ..finetuning.metrics import score
+from ..finetuning.transformations import make_batch
 from .checkpoint import save_checkpoint
 from .distributed import SINGLE
-from .metrics import score
-from .optim import warmup_linear
-from .tasks import make_batch
-from .train import (
+from .lm_objective import (
     GracefulInterrupt,
     StoppedEarly,
     append_metrics,
@@ -37,6 +36,7 @@ from .train import (
     step_seed,
     truncate_metrics,
 )
+from .optim import warmup_linear
 
 
 @dataclass

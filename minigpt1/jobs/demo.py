@@ -10,16 +10,16 @@ import hashlib
 import time
 from pathlib import Path
 
-from .bpe import BPETokenizer
-from .config import GPTConfig
-from .corpus import SAMPLE_DIR, load_text_dir, split_documents
-from .fileio import write_text_atomic
-from .generate import generate
-from .model import GPT
-from .plots import plot_attention
+from ..config import GPTConfig
+from ..corpus.shakespeare import prepare_shakespeare
+from ..corpus.texts import SAMPLE_DIR, load_text_dir, split_documents
+from ..fileio import write_text_atomic
+from ..model.generate import generate
+from ..model.gpt import GPT
+from ..plots import plot_attention
+from ..tokenizer.bpe import BPETokenizer
+from ..training.lm_objective import TrainConfig
 from .pretrain import run_pretraining
-from .shakespeare import prepare_shakespeare
-from .train import TrainConfig
 
 PROMPT = "Romeo.\n"
 

@@ -19,8 +19,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import FormatError
-from .fileio import write_json_atomic, write_text_atomic
+from ..errors import FormatError
+from ..fileio import write_json_atomic, write_text_atomic
 from .text import read_text
 
 FORMAT = "minigpt1-bpe"

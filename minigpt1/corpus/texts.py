@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .fileio import atomic_path
-from .text import read_text
+from ..fileio import atomic_path
+from ..tokenizer.text import read_text
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample" / "texts"
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample" / "texts"
 METADATA_COLUMNS = ("slug", "title", "kind", "chars", "file")
 CACHE_FORMAT = "minigpt1-ids-1"  # part of every cache key: changing it retires old caches
 PROGRESS_CHARS = 1_000_000  # show a progress bar when encoding more text than this

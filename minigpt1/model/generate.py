@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from .backend import to_numpy
+from ..backend import to_numpy
 
 
 def top_k_filter(logits, k):

@@ -27,7 +27,7 @@ import functools
 import cupy
 import numpy
 
-from .layers.gelu import GELU_COEF, SQRT_2_OVER_PI
+from ..layers.gelu import GELU_COEF, SQRT_2_OVER_PI
 
 MAX_THREADS = 256  # threads per row block: a power of two, the size of the shared buffer
 

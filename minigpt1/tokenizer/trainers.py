@@ -29,7 +29,7 @@ from itertools import pairwise
 
 from tqdm import tqdm
 
-from .bpe_files import BYTE_CHARS
+from .files import BYTE_CHARS
 from .text import SPLITTERS
 
 Pair = tuple[int, int]

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .fileio import write_json_atomic, write_text_atomic
-from .finetune import FinetuneConfig
-from .finetune_job import load_task, run_finetuning, source_text_dir
-from .plots import plot_bars
+from ..fileio import write_json_atomic, write_text_atomic
+from ..plots import plot_bars
+from ..training.task_objective import FinetuneConfig
+from .finetune import load_task, run_finetuning, source_text_dir
 from .pretrain import load_model
 
 TASKS = ("genre", "continuation", "same-work", "next-line")

@@ -36,8 +36,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .corpus import val_start
-from .tasks import Example, TaskData, TaskSpec
+from ..corpus.texts import val_start
+from .transformations import Example, TaskData, TaskSpec
 
 SPLITS = ("train", "validation", "test")
 PLAY_KINDS = ("comedy", "history", "tragedy")

@@ -17,23 +17,29 @@ from pathlib import Path
 
 import numpy as np
 
-from .bpe import BPETokenizer
-from .checkpoint import load_checkpoint
-from .config import GPTConfig
-from .corpus import load_text_dir
-from .distributed import SINGLE
-from .errors import FormatError
-from .fileio import read_json, section, write_json_atomic
-from .finetune import FinetuneConfig, evaluate_task, finetune
-from .model import GPT
-from .optim import AdamW
-from .plots import plot_losses
+from ..config import GPTConfig
+from ..corpus.texts import load_text_dir
+from ..errors import FormatError
+from ..fileio import read_json, section, write_json_atomic
+from ..finetuning.shakespeare_tasks import SHAKESPEARE_TASKS, make_shakespeare_task
+from ..finetuning.task_files import FILE_TASKS, load_task_files
+from ..finetuning.task_model import HEAD, TaskModel, transfer_layers, with_special_tokens
+from ..finetuning.transformations import (
+    EncodedExample,
+    TaskData,
+    TaskSpec,
+    encode_examples,
+    show_layout,
+)
+from ..model.gpt import GPT
+from ..plots import plot_losses
+from ..tokenizer.bpe import BPETokenizer
+from ..training.checkpoint import load_checkpoint
+from ..training.distributed import SINGLE
+from ..training.lm_objective import check_rank_fits
+from ..training.optim import AdamW
+from ..training.task_objective import FinetuneConfig, evaluate_task, finetune
 from .pretrain import FORMAT_VERSION, check_run_dir, load_model, start_run_dir
-from .shakespeare_tasks import SHAKESPEARE_TASKS, make_shakespeare_task
-from .task_files import FILE_TASKS, load_task_files
-from .task_model import HEAD, TaskModel, transfer_layers, with_special_tokens
-from .tasks import EncodedExample, TaskData, TaskSpec, encode_examples, show_layout
-from .train import check_rank_fits
 
 
 def task_names():

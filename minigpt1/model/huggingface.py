@@ -13,11 +13,11 @@ as are the causal-mask buffers (`h.{i}.attn.bias`) some older files carry.
 import re
 from pathlib import Path
 
-from . import backend
-from .config import GPTConfig
-from .errors import FormatError
-from .fileio import atomic_path, read_json, write_json_atomic
-from .model import GPT, check_params
+from .. import backend
+from ..config import GPTConfig
+from ..errors import FormatError
+from ..fileio import atomic_path, read_json, write_json_atomic
+from .gpt import GPT, check_params
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"

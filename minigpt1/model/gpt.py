@@ -12,10 +12,10 @@ is added into `tokens_embed.weight`, which therefore hears from both ends of the
 
 from typing import NamedTuple
 
-from . import backend
-from .block import BLOCK_PARAM_SHAPES, block_backward, block_forward
-from .config import GPTConfig
-from .layers import (
+from .. import backend
+from ..config import GPTConfig
+from ..fast.row_threads import map_row_shards
+from ..layers import (
     cross_entropy_backward,
     cross_entropy_forward,
     dropout_backward,
@@ -25,7 +25,7 @@ from .layers import (
     position_weights,
     target_log_probs,
 )
-from .threads import map_row_shards
+from .block import BLOCK_PARAM_SHAPES, block_backward, block_forward
 
 
 def parameter_shapes(cfg):
@@ -309,6 +309,6 @@ class GPT:
 
     def save_pretrained(self, path):
         """Write a HuggingFace openai-gpt directory (config.json + model.safetensors)."""
-        from .pretrained import save_pretrained
+        from .huggingface import save_pretrained
 
         save_pretrained(self, path)

@@ -19,19 +19,19 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from .bpe import BPETokenizer
-from .checkpoint import load_checkpoint, read_index
-from .config import GPTConfig
-from .corpus import cache_file, chars_and_bytes, encode_texts, load_text_dir, split_documents
-from .distributed import SINGLE
-from .errors import FormatError
-from .estimate import describe
-from .fileio import read_json, section, write_json_atomic
-from .model import GPT
-from .optim import AdamW
-from .plots import plot_losses, plot_lr
-from .pretrained import from_pretrained
-from .train import TrainConfig, check_rank_fits, pretrain, rank_micro_batches
+from ..config import GPTConfig
+from ..corpus.texts import cache_file, chars_and_bytes, encode_texts, load_text_dir, split_documents
+from ..errors import FormatError
+from ..fileio import read_json, section, write_json_atomic
+from ..model.gpt import GPT
+from ..model.huggingface import from_pretrained
+from ..plots import plot_losses, plot_lr
+from ..tokenizer.bpe import BPETokenizer
+from ..training.checkpoint import load_checkpoint, read_index
+from ..training.distributed import SINGLE
+from ..training.estimate import describe
+from ..training.lm_objective import TrainConfig, check_rank_fits, pretrain, rank_micro_batches
+from ..training.optim import AdamW
 
 FORMAT_VERSION = 1
 DROPOUTS = ("embd_pdrop", "attn_pdrop", "resid_pdrop")

@@ -11,9 +11,9 @@ import json
 
 import numpy as np
 
-from .errors import FormatError
+from ..errors import FormatError
 from .task_files import FILE_TASKS, shown, table_examples, task_folder, utf8_lines
-from .tasks import Example, TaskData
+from .transformations import Example, TaskData
 
 ROC_SEED = 3535999445  # the seed of GPT-1's code, openai/finetune-transformer-lm
 ROC_VALIDATION = 374  # stories the original held out of the Story Cloze val file

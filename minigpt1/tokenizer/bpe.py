@@ -42,9 +42,9 @@ from itertools import pairwise
 
 import regex
 
-from .bpe_files import BYTE_CHARS, CHAR_BYTES, MODES, TokenizerFiles, load_files, save_files
-from .bpe_train import EOW, UNK, count_words, initial_symbols, merge, train_fast, train_naive
+from .files import BYTE_CHARS, CHAR_BYTES, MODES, TokenizerFiles, load_files, save_files
 from .text import SPLITTERS
+from .trainers import EOW, UNK, count_words, initial_symbols, merge, train_fast, train_naive
 
 GPT1_SPECIAL_TOKENS = ("_start_", "_delimiter_", "_classify_")
 # Words repeat (Zipf), so encode remembers the ids of words it has seen. The cache is emptied

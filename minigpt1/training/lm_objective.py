@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import backend
+from .. import backend
+from ..corpus.texts import eval_windows, random_windows
+from ..fileio import write_text_atomic
 from .checkpoint import save_checkpoint
-from .corpus import eval_windows, random_windows
 from .distributed import SINGLE
 from .estimate import check_fits, flops_per_token
-from .fileio import write_text_atomic
 from .optim import clip_grad_norm, warmup_cosine
 
 

@@ -14,7 +14,7 @@ the two agree once t is in the hundreds and differ only during the first updates
 
 import math
 
-from .backend import device_of, fused_kernels, to_device, xp_of
+from ..backend import device_of, fused_kernels, to_device, xp_of
 
 
 def decays(param):

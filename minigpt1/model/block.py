@@ -13,7 +13,7 @@ residual stream x feeds both the attention and the skip connection) the gradient
 
 from typing import NamedTuple
 
-from .layers import (
+from ..layers import (
     QUERY_BLOCK,
     BlockedAttentionCache,
     attention_backward,
