@@ -29,10 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minigpt1 import GPT, GPTConfig  # noqa: E402
 from minigpt1.backend import device_rng, to_numpy  # noqa: E402
-from minigpt1.fast.row_threads import openblas, row_shards  # noqa: E402
+from minigpt1.fast.batch_threads import row_shards  # noqa: E402
+from minigpt1.fast.blas import openblas  # noqa: E402
+from minigpt1.fast.process import tune_process  # noqa: E402
 from minigpt1.model.generate import generate  # noqa: E402
 from minigpt1.training.estimate import flops_per_token, matmul_peak  # noqa: E402
 from minigpt1.training.optim import AdamW, clip_grad_norm  # noqa: E402
+
+tune_process()  # the allocator and BLAS settings of `python -m minigpt1` (fast/process.py)
 
 PRESETS = {  # name -> (GPTConfig overrides of the gpt1 preset, batch size); dropout 0.1 in all
     "tiny": (dict(n_layer=4, n_embd=128, n_head=4, n_ctx=128, vocab_size=4096), 16),
@@ -327,7 +331,7 @@ def main(argv=None):
           f"KV cache in both; ratio = minigpt1 / torch tokens/s")
     if openblas() is not None:
         print(f"minigpt1's forward runs a batch's rows in up to {threads} threads, each calling "
-              "single-threaded BLAS (minigpt1/threads.py); its training step does not")
+              "single-threaded BLAS (minigpt1/fast/batch_threads.py); its training step does not")
     for name in args.presets:
         compare(torch, name, args, peaks, threads)
     return 0

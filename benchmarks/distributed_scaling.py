@@ -48,11 +48,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minigpt1 import GPT, GPTConfig, parameter_count  # noqa: E402
-from minigpt1.fast.cores import THREAD_VARIABLES, usable_cores  # noqa: E402
+from minigpt1.fast.blas import THREAD_VARIABLES, usable_cores  # noqa: E402
+from minigpt1.fast.process import tune_process  # noqa: E402
 from minigpt1.training.distributed import SINGLE, find_mpiexec, init_world  # noqa: E402
 from minigpt1.training.estimate import flops_per_token  # noqa: E402
 from minigpt1.training.lm_objective import TrainConfig, train_step  # noqa: E402
 from minigpt1.training.optim import AdamW  # noqa: E402
+
+tune_process()  # the allocator and BLAS settings of `python -m minigpt1` (fast/process.py)
 
 # (label, ranks, BLAS threads per rank); the first is the baseline, the second the one-core run
 CONFIGS = [("1 rank x 2 threads", 1, 2), ("1 rank x 1 thread", 1, 1), ("2 ranks x 1 thread", 2, 1)]

@@ -22,8 +22,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minigpt1 import GPT, GPTConfig, backend, parameter_count  # noqa: E402
+from minigpt1.fast.process import tune_process  # noqa: E402
 from minigpt1.training.estimate import flops_per_token  # noqa: E402
 from minigpt1.training.optim import AdamW, clip_grad_norm  # noqa: E402
+
+tune_process()  # the allocator and BLAS settings of `python -m minigpt1` (fast/process.py)
 
 
 def synchronize(device):

@@ -1,16 +1,12 @@
 """minigpt1: GPT-1 (Radford et al., 2018) with every forward and backward pass written by hand."""
 
-# first, before NumPy loads BLAS: under mpiexec, ranks on one machine split its cores
-from .fast import cores  # noqa: F401
-
-# isort: split
-from . import backend
+from . import fast  # noqa: F401  (registers the fast paths: minigpt1/fast/__init__.py)
 from .config import PRESETS, GPTConfig
-from .model.gpt import GPT, parameter_count, parameter_shapes
-from .model.huggingface import from_pretrained
+from .model.gpt import GPT
+from .model.parameters import parameter_count, parameter_shapes
 from .tokenizer.bpe import BPETokenizer
 
-backend.keep_freed_memory()  # 1.5x faster training steps on Linux: see backend.py
+from_pretrained = GPT.from_pretrained  # HuggingFace's name for it, as a function
 
 __all__ = [
     "BPETokenizer",

@@ -6,8 +6,7 @@ never import numpy or cupy themselves (a test enforces this); everything that ha
 module by name (creating parameters, moving them, random generators) lives here.
 """
 
-import ctypes
-import sys
+import functools
 
 import numpy
 
@@ -17,29 +16,6 @@ except ImportError:  # pragma: no cover - depends on the machine
     cupy = None
 
 DEVICES = ("cpu", "cuda")
-
-
-def keep_freed_memory():
-    """Ask glibc to keep freed memory for reuse instead of handing it back to the system.
-
-    A training step allocates and frees the same large arrays over and over. By default glibc
-    serves every block over 128 KiB with a fresh mmap and unmaps it when freed, so each step
-    pays again for the kernel to hand out and zero every page it touches: a third of a tiny
-    model's step time on a 2-core VM. Raising the mmap and trim thresholds lets freed blocks be
-    reused, warm. The process keeps its peak memory instead of shrinking between steps.
-    One arena for every thread: the threads that share a batch's rows (threads.py) then draw
-    from the same warm memory, not from fresh arenas of their own.
-    Linux with glibc only; elsewhere (and if it fails) nothing changes.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (e.g. musl)
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # from <malloc.h>
-    settings = ((M_MMAP_THRESHOLD, 1 << 30), (M_TRIM_THRESHOLD, 1 << 30), (M_ARENA_MAX, 1))
-    return all([libc.mallopt(option, value) for option, value in settings])
 
 
 DTYPES = ("float32", "float64")
@@ -62,17 +38,39 @@ def xp_of(*arrays):
     return numpy
 
 
-def fused_kernels(array):
-    """The fused CUDA kernels (minigpt1.fast.cuda_kernels) for a CuPy array; None for NumPy.
+FAST_PATHS = {}  # (plain function's name, device) -> the function that replaces it there
+PLAIN = {}  # name -> the plain function, for each function decorated with fast_path
 
-    A layer asks this first: on a GPU one kernel replaces its several passes over memory; on
-    the CPU it runs its NumPy lines, which stay the reference the kernels are tested against.
+
+def fast_path(function):
+    """Let a faster version of this plain function take over where one is registered.
+
+    A call runs FAST_PATHS[(name, device)] when minigpt1/fast/ registered one for the device
+    of the first argument ("cuda" for a CuPy array, else "cpu"), and the plain body otherwise.
+    The plain body stays reachable as `.plain`: it is the reference the fast paths are tested
+    against (tests/test_fast_paths.py), and what the lessons read.
     """
-    if cupy is None or not isinstance(array, cupy.ndarray):
-        return None
-    from . import cuda_kernels  # compiles nothing until a kernel is first called
+    name = function.__name__
+    if name in PLAIN:
+        raise ValueError(f"two plain functions named {name!r}: fast paths find them by name")
+    PLAIN[name] = function
+    cpu, cuda = (name, "cpu"), (name, "cuda")
 
-    return cuda_kernels
+    @functools.wraps(function)
+    def dispatch(*args, **kwargs):
+        on_gpu = cupy is not None and isinstance(args[0], cupy.ndarray)
+        return FAST_PATHS.get(cuda if on_gpu else cpu, function)(*args, **kwargs)
+
+    dispatch.plain = function
+    return dispatch
+
+
+def register_fast_path(name, device, function):
+    """Run `function` instead of the plain function `name` on `device` ("cpu" or "cuda")."""
+    check_device(device)
+    if (name, device) in FAST_PATHS:
+        raise ValueError(f"a fast path for {name!r} on {device} is registered already")
+    FAST_PATHS[name, device] = function
 
 
 def module_for(device):

@@ -75,8 +75,3 @@ def test_cupy_matches_numpy_in_float32():
     bad = failures(errors, 1e-4)
     assert not bad, "CuPy gradients differ from NumPy's:\n" + bad
 
-
-def test_freed_memory_is_kept_for_reuse_on_linux():
-    import sys
-
-    assert backend.keep_freed_memory() == sys.platform.startswith("linux")

@@ -20,10 +20,9 @@ import pytest
 
 from minigpt1 import backend
 from minigpt1.cli import main
-from minigpt1.fast import cores
 from minigpt1.training.checkpoint import load_checkpoint
 from minigpt1.training.distributed import SINGLE, World, find_mpiexec
-from minigpt1.training.lm_objective import rank_micro_batches
+from minigpt1.training.update import rank_micro_batches
 from tests.conftest import IN_CI, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +49,7 @@ def mpiexec():
 
 def launch(mpiexec, n, *args, **kwargs):
     """Start `mpiexec -n n python ARGS`; stdout and stderr piped."""
-    # one BLAS thread per rank: mpi_worker.py loads NumPy before minigpt1/cores.py could say so
+    # one BLAS thread per rank: mpi_worker.py does not call tune_process()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [mpiexec, "-n", str(n), sys.executable, *map(str, args)]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -386,15 +385,3 @@ def test_each_rank_takes_its_own_rows_and_micro_batches():
         worlds[0].shard(10)
     with pytest.raises(ValueError, match="do not split into micro-batches of 3"):
         rank_micro_batches(worlds[0], 16, 3)
-
-
-def test_ranks_on_one_machine_share_its_cores(monkeypatch):
-    monkeypatch.setattr(cores, "usable_cores", lambda: 8)
-    environ = {"MPI_LOCALNRANKS": "2"}
-    assert cores.share_cores_among_local_ranks(environ) == 4
-    assert environ["OMP_NUM_THREADS"] == environ["OPENBLAS_NUM_THREADS"] == "4"
-    assert cores.share_cores_among_local_ranks({"OMPI_COMM_WORLD_LOCAL_SIZE": "16"}) == 1
-    chosen = {"MPI_LOCALNRANKS": "2", "OMP_NUM_THREADS": "3"}
-    assert cores.share_cores_among_local_ranks(chosen) is None  # the user's choice stays
-    assert chosen == {"MPI_LOCALNRANKS": "2", "OMP_NUM_THREADS": "3"}
-    assert cores.share_cores_among_local_ranks({}) is None  # not under a launcher

@@ -1,14 +1,28 @@
-"""AdamW against values computed by hand, GPT-1's schedules at their key points, clipping."""
+"""AdamW against values computed by hand, GPT-1's schedules at their key points, clipping.
+
+The AdamW tests run twice: with the plain update alone, and with the fast paths of
+minigpt1/fast/ (what training runs).
+"""
 
 import math
 
 import numpy as np
 import pytest
 
+from minigpt1 import backend
+from minigpt1.fast.adamw import SLICE
 from minigpt1.training.optim import AdamW, clip_grad_norm, warmup_cosine, warmup_linear
 
 
-def test_adamw_first_step_by_hand():
+@pytest.fixture(params=["plain", "fast"])
+def paths(request, monkeypatch):
+    """"plain": no fast path is registered, adamw_update runs its own body; "fast": as usual."""
+    if request.param == "plain":
+        monkeypatch.setattr(backend, "FAST_PATHS", {})
+    return request.param
+
+
+def test_adamw_first_step_by_hand(paths):
     # At t = 1 the bias corrections make m_hat = g and v_hat = g^2, so the Adam part of the
     # step is lr * g / (|g| + eps) ~ lr * sign(g); the decay subtracts lr * wd * p first.
     lr, wd, eps = 0.1, 0.5, 1e-8
@@ -24,7 +38,7 @@ def test_adamw_first_step_by_hand():
     assert np.allclose(params["b"], b_expected, rtol=0, atol=1e-12)
 
 
-def test_adamw_second_step_by_hand():
+def test_adamw_second_step_by_hand(paths):
     b1, b2, lr, eps = 0.9, 0.999, 0.01, 1e-8
     g1, g2 = 1.0, -3.0
     params = {"b": np.array([0.0])}
@@ -42,12 +56,11 @@ def test_adamw_second_step_by_hand():
     assert state["step"] == 2 and state["m.b"][0] == pytest.approx(m)
 
 
-def test_adamw_in_slices_matches_the_formulas():
-    # a matrix spanning two slices and part of a third, in float64: the rearranged in-place
-    # update (m += (1 - b1)(g - m), corrections folded into two scalars) is the textbook one
+def test_adamw_matches_the_formulas(paths):
+    # a matrix spanning two slices of the fast path and part of a third, in float64
     rng = np.random.default_rng(0)
     lr, (b1, b2), eps, wd = 1e-2, (0.9, 0.999), 1e-8, 0.1
-    shape = (3, (2 * AdamW.SLICE + 123) // 3)
+    shape = (3, (2 * SLICE + 123) // 3)
     p = rng.standard_normal(shape)
     params = {"w": p.copy()}
     opt = AdamW(params, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd)
@@ -62,13 +75,13 @@ def test_adamw_in_slices_matches_the_formulas():
     assert np.allclose(opt.m["w"], m, rtol=1e-12) and np.allclose(opt.v["w"], v, rtol=1e-12)
 
 
-def test_adamw_refuses_a_parameter_it_cannot_update_in_place():
+def test_adamw_refuses_a_parameter_it_cannot_update_in_place(paths):
     params = {"w": np.ones((4, 3)).T}  # a transposed view: not contiguous
     with pytest.raises(ValueError, match="w must be a contiguous array"):
         AdamW(params).step({"w": np.ones((3, 4))})
 
 
-def test_weight_decay_touches_matrices_only():
+def test_weight_decay_touches_matrices_only(paths):
     params = {
         "h.0.mlp.c_fc.weight": np.ones((2, 3)),
         "tokens_embed.weight": np.ones((4, 2)),
@@ -83,7 +96,7 @@ def test_weight_decay_touches_matrices_only():
     assert np.all(params["h.0.ln_1.weight"] == 1.0)
 
 
-def test_state_round_trip():
+def test_state_round_trip(paths):
     params = {"w": np.ones((2, 2))}
     opt = AdamW(params)
     opt.step({"w": np.full((2, 2), 0.3)})

@@ -1,4 +1,5 @@
-"""Rows of a batch run in threads (threads.py) and row sums by BLAS (layers/rows.py)."""
+"""Rows of a batch run in threads (fast/batch_threads.py), NumPy's OpenBLAS switched while running
+(fast/blas.py), and row sums by BLAS (fast/row_sums.py)."""
 
 import sys
 import threading
@@ -8,8 +9,9 @@ import numpy as np
 import pytest
 
 from minigpt1 import GPT, GPTConfig
-from minigpt1.fast import row_threads as threads
-from minigpt1.fast.rows import row_mean, row_sum
+from minigpt1.fast import batch_threads as threads
+from minigpt1.fast import blas as openblas_control
+from minigpt1.fast.row_sums import row_mean, row_sum
 
 CFG = GPTConfig.preset("tiny", n_layer=2, n_embd=32, n_head=4, n_ctx=16, vocab_size=50,
                        embd_pdrop=0.1, attn_pdrop=0.1, resid_pdrop=0.1)
@@ -58,7 +60,7 @@ def test_numpys_openblas_is_found_and_its_thread_count_can_be_set():
 
 def test_numpys_own_copy_is_chosen_over_other_wheels_copies():
     # SciPy's wheel maps an OpenBLAS of its own; switching that one would not touch NumPy's
-    bundled = [p for p in threads.numpy_openblas_candidates() if "numpy" in p]
+    bundled = [p for p in openblas_control.numpy_openblas_candidates() if "numpy" in p]
     if not bundled:
         pytest.skip("this NumPy has no OpenBLAS of its own in its package folder")
     threads.openblas.cache_clear()
@@ -66,7 +68,7 @@ def test_numpys_own_copy_is_chosen_over_other_wheels_copies():
         import scipy.linalg  # noqa: F401  (maps scipy.libs/libscipy_openblas*, when installed)
     except ImportError:
         pass
-    assert not any("scipy.libs" in p for p in threads.numpy_openblas_candidates())
+    assert not any("scipy.libs" in p for p in openblas_control.numpy_openblas_candidates())
     assert threads.openblas().path == bundled[0]
 
 
@@ -74,11 +76,11 @@ def test_an_openmp_build_is_not_switched(monkeypatch):
     class OpenMPLibrary:  # what ctypes.CDLL would return for an OpenMP build
         openblas_get_num_threads = staticmethod(lambda: 2)
         openblas_set_num_threads = staticmethod(lambda count: None)
-        openblas_get_parallel = staticmethod(lambda: threads.OPENMP)
+        openblas_get_parallel = staticmethod(lambda: openblas_control.OPENMP)
 
-    monkeypatch.setattr(threads.ctypes, "CDLL", lambda path: OpenMPLibrary())
+    monkeypatch.setattr(openblas_control.ctypes, "CDLL", lambda path: OpenMPLibrary())
     with pytest.raises(OSError, match="OpenMP"):
-        threads.OpenBLAS("libopenblas.so")
+        openblas_control.OpenBLAS("libopenblas.so")
 
 
 def test_real_openblas_split_gives_the_one_pass_loss_and_its_threads_back(monkeypatch):

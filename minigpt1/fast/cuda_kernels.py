@@ -1,4 +1,4 @@
-"""Fused CuPy kernels for the GPU path: the same math as the NumPy layers, fewer passes.
+"""Fused CuPy kernels for the GPU path: the same math as the plain layers, fewer passes.
 
 Every NumPy line such as `u *= GELU_COEF` is one pass over memory: read an array, write one
 back. GELU's forward makes about eight such passes, LayerNorm's seven, the masked softmax six,
@@ -12,6 +12,10 @@ its inputs once, keeps every intermediate in registers, and writes its outputs o
     layernorm_forward   x (N, C) -> y, xhat, rstd           row kernel, one launch
     layernorm_backward  dy, xhat, rstd (N, C) -> dx         row kernel, one launch
     causal_softmax      scores (B, nh, Tq, Tk), in place    row kernel, one launch
+
+Each is registered as the GPU fast path of the plain function of the same name (layers/,
+training/optim.py), through a thin adapter that takes that function's arguments and returns
+exactly what it returns; fast/__init__.py imports this module only when CuPy is installed.
 
 Element-wise kernels are written as the loop body over one element; CuPy generates the loop
 and compiles one version per dtype (the placeholder T is float or double). Row kernels need
@@ -27,7 +31,10 @@ import functools
 import cupy
 import numpy
 
-from ..layers.gelu import GELU_COEF, SQRT_2_OVER_PI
+from ..backend import register_fast_path
+from ..layers.gelu import GELU_COEF, SQRT_2_OVER_PI, GeluCache
+from ..layers.layernorm import LayerNormCache
+from .adamw import folded_scalars
 
 MAX_THREADS = 256  # threads per row block: a power of two, the size of the shared buffer
 
@@ -144,7 +151,7 @@ __global__ void layernorm_backward(const T* dy, const T* xhat, const T* rstd, co
         dx[c] = r * (dy[c] * weight[c] - mean_d - xhat[c] * mean_dh);
 }
 
-// scores: (B * nh * Tq, Tk), row = (b * nh + h) * Tq + i for query i
+// scores: (rows, Tk), row = r * Tq + i for query i of any leading index r
 template <typename T>
 __global__ void causal_softmax(T* scores, int Tq, int Tk) {
     __shared__ T buf[MAX_THREADS];
@@ -166,20 +173,25 @@ __global__ void causal_softmax(T* scores, int Tq, int Tk) {
 """
 
 _CTYPES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
-_ROW_KERNELS = cupy.RawModule(  # compiled on first use, for both dtypes at once
-    code=_ROW_SOURCE,
-    options=(f"-DMAX_THREADS={MAX_THREADS}",),
-    name_expressions=[
-        f"{name}<{ctype}>"
-        for name in ("layernorm_forward", "layernorm_backward", "causal_softmax")
-        for ctype in _CTYPES.values()
-    ],
-)
+
+
+@functools.cache
+def _row_kernels():
+    """The row kernels as one module, for both dtypes; compiled on the first launch."""
+    return cupy.RawModule(
+        code=_ROW_SOURCE,
+        options=(f"-DMAX_THREADS={MAX_THREADS}",),
+        name_expressions=[
+            f"{name}<{ctype}>"
+            for name in ("layernorm_forward", "layernorm_backward", "causal_softmax")
+            for ctype in _CTYPES.values()
+        ],
+    )
 
 
 @functools.cache
 def _row_kernel(name, dtype):
-    return _ROW_KERNELS.get_function(f"{name}<{_CTYPES[dtype]}>")
+    return _row_kernels().get_function(f"{name}<{_CTYPES[dtype]}>")
 
 
 def _launch(name, rows, width, *args):
@@ -195,39 +207,40 @@ def _contiguous(a, dtype):
 
 
 def gelu_forward(x):
-    """y = 0.5 x (1 + t),  t = tanh(sqrt(2/pi) (x + 0.044715 x^3)).  Returns (y, t)."""
-    return _GELU_FORWARD(x)
+    """y = 0.5 x (1 + t),  t = tanh(sqrt(2/pi) (x + 0.044715 x^3)).  Returns (y, GeluCache)."""
+    y, tanh_u = _GELU_FORWARD(x)
+    return y, GeluCache(x, tanh_u)
 
 
-def gelu_backward(dy, x, tanh_u):
+def gelu_backward(dy, cache):
     """dx = dy (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)),  t = tanh_u."""
-    return _GELU_BACKWARD(dy, x, tanh_u)
+    return _GELU_BACKWARD(dy, cache.x, cache.tanh_u)
 
 
-def layernorm_forward(x, weight, bias, eps):
+def layernorm_forward(x, weight, bias, eps=1e-5):
     """Over the last axis of x (..., C):  mu = mean(x),  var = mean((x - mu)^2),
     rstd = 1 / sqrt(var + eps),  xhat = (x - mu) rstd,  y = xhat weight + bias.
 
-    Returns (y, xhat, rstd): y and xhat (..., C), rstd (..., 1).
+    Returns (y, LayerNormCache(xhat, rstd, weight)): y and xhat (..., C), rstd (..., 1).
     """
     x = _contiguous(x, x.dtype)
     C = x.shape[-1]
     N = x.size // C  # rows
     y, xhat = cupy.empty_like(x), cupy.empty_like(x)  # (..., C)
     rstd = cupy.empty(x.shape[:-1] + (1,), dtype=x.dtype)  # (..., 1)
-    weight, bias = _contiguous(weight, x.dtype), _contiguous(bias, x.dtype)
+    weight_c, bias_c = _contiguous(weight, x.dtype), _contiguous(bias, x.dtype)
     eps = x.dtype.type(eps)
-    _launch("layernorm_forward", N, C, x, weight, bias, eps, numpy.int32(C), y, xhat, rstd)
-    return y, xhat, rstd
+    _launch("layernorm_forward", N, C, x, weight_c, bias_c, eps, numpy.int32(C), y, xhat, rstd)
+    return y, LayerNormCache(xhat, rstd, weight)
 
 
-def layernorm_backward(dy, xhat, rstd, weight):
+def layernorm_backward(dy, cache):
     """With dxhat = dy weight and means over the last axis:
     dx = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)),
     dweight = sum(dy xhat),  dbias = sum(dy)  (sums over every leading position, shape (C,)).
     """
-    xhat = _contiguous(xhat, xhat.dtype)
-    dy, rstd, weight = (_contiguous(a, xhat.dtype) for a in (dy, rstd, weight))
+    xhat = _contiguous(cache.xhat, cache.xhat.dtype)
+    dy, rstd, weight = (_contiguous(a, xhat.dtype) for a in (dy, cache.rstd, cache.weight))
     C = xhat.shape[-1]
     N = xhat.size // C  # rows
     dx = cupy.empty_like(xhat)  # (..., C)
@@ -237,22 +250,33 @@ def layernorm_backward(dy, xhat, rstd, weight):
 
 
 def causal_softmax(scores):
-    """Softmax over the keys of scaled scores (B, nh, Tq, Tk), IN PLACE; returns `scores`.
+    """Softmax over the keys of scores (..., Tq, Tk), IN PLACE; returns `scores`.
 
     Query i (the last Tq of Tk positions) sees keys 0 .. Tk - Tq + i:
         probs = exp(s - max(s)) / sum(exp(s - max(s)))   over the visible keys,   0 elsewhere.
     """
-    B, nh, Tq, Tk = scores.shape
+    Tq, Tk = scores.shape[-2:]
     if Tq > Tk or not scores.flags.c_contiguous:
         raise ValueError("causal_softmax needs contiguous scores with Tq <= Tk")
-    _launch("causal_softmax", B * nh * Tq, Tk, scores, numpy.int32(Tq), numpy.int32(Tk))
+    _launch("causal_softmax", scores.size // Tk, Tk, scores, numpy.int32(Tq), numpy.int32(Tk))
     return scores
 
 
-def adamw_update(p, g, m, v, b1, b2, decay, step_size, eps):
-    """AdamW._update's math, in place on p, m, v, in one pass:
-    m += (1 - b1)(g - m),  v = b2 v + (1 - b2) g^2,  p = decay p - step_size m / (sqrt(v) + eps).
+def adamw_update(p, g, m, v, t, lr, betas, eps, weight_decay):
+    """training/optim.py's adamw_update, in place on p, m, v, in one pass:
+    m += (1 - b1)(g - m),  v = b2 v + (1 - b2) g^2,  p = decay p - step_size m / (sqrt(v) + eps),
+    with the scalars of fast/adamw.py's folded_scalars.
     """
-    t = p.dtype.type  # the scalars in the arrays' dtype: float math stays float
-    # 1 - b1 and 1 - b2 in Python, then rounded, as in the NumPy update: the same float32 values
-    _ADAMW_UPDATE(g, t(1.0 - b1), t(b2), t(1.0 - b2), t(decay), t(step_size), t(eps), p, m, v)
+    b1, b2 = betas
+    decay, step_size, eps_hat = folded_scalars(t, lr, betas, eps, weight_decay)
+    f = p.dtype.type  # the scalars in the arrays' dtype: float math stays float
+    # 1 - b1 and 1 - b2 in Python, then rounded, as in the CPU update: the same float32 values
+    _ADAMW_UPDATE(g, f(1.0 - b1), f(b2), f(1.0 - b2), f(decay), f(step_size), f(eps_hat), p, m, v)
+
+
+register_fast_path("gelu_forward", "cuda", gelu_forward)
+register_fast_path("gelu_backward", "cuda", gelu_backward)
+register_fast_path("layernorm_forward", "cuda", layernorm_forward)
+register_fast_path("layernorm_backward", "cuda", layernorm_backward)
+register_fast_path("causal_softmax", "cuda", causal_softmax)
+register_fast_path("adamw_update", "cuda", adamw_update)

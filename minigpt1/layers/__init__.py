@@ -4,14 +4,13 @@ Size legend used in every file:
     B  batch size            T  sequence length (time)     C  channels (n_embd)
     V  vocabulary size       nh number of heads            hs head size (C // nh)
     N  any number of leading dimensions flattened together
+
+The functions marked @fast_path are the reference math; minigpt1/fast/ may register a faster
+version of one (by its name, for the CPU or the GPU), which then runs in its place.
+
+May import: the base modules only (backend); the layers know nothing of the model.
 """
 
-from ..fast.blocked_attention import (
-    QUERY_BLOCK,
-    BlockedAttentionCache,
-    blocked_attention_backward,
-    blocked_attention_forward,
-)
 from .attention import attention_backward, attention_forward
 from .cross_entropy import (
     cross_entropy_backward,
@@ -27,12 +26,8 @@ from .linear import linear_backward, linear_forward
 from .squared_error import squared_error_backward, squared_error_forward
 
 __all__ = [
-    "QUERY_BLOCK",
-    "BlockedAttentionCache",
     "attention_backward",
     "attention_forward",
-    "blocked_attention_backward",
-    "blocked_attention_forward",
     "cross_entropy_backward",
     "cross_entropy_forward",
     "dropout_backward",

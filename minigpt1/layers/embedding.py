@@ -14,7 +14,7 @@ added into it, instead of into a fresh (V, C) array that would then be added to 
 
 from typing import NamedTuple
 
-from ..backend import xp_of
+from ..backend import fast_path, xp_of
 
 
 class EmbeddingCache(NamedTuple):
@@ -26,9 +26,18 @@ class EmbeddingCache(NamedTuple):
 
 def embedding_forward(ids, wte, wpe, start=0):
     T = ids.shape[1]
-    h0 = wte[ids]  # (B, T, C) gather: one row per token
+    h0 = wte[ids]  # (B, T, C) gather: one row per token, a new array
     h0 += wpe[start : start + T]  # (T, C) broadcast over the batch
     return h0, EmbeddingCache(ids, wte.shape[0], wpe.shape[0], start)
+
+
+@fast_path
+def scatter_add(out, ids, values):
+    """out[ids[b, t]] += values[b, t] for every position, in place: out (V, C), values (B, T, C).
+
+    add.at, not out[ids] += values: a token repeated in the batch must add up, not overwrite.
+    """
+    xp_of(out).add.at(out, ids, values)
 
 
 def embedding_backward(dh0, cache, dwte=None):
@@ -38,10 +47,7 @@ def embedding_backward(dh0, cache, dwte=None):
     # forward: h0 = wte[ids] + wpe[start : start + T]
     if dwte is None:
         dwte = xp.zeros((vocab_size, C), dtype=dh0.dtype)
-    # add.at, not dwte[ids] += dh0: a token repeated in the batch must add up, not overwrite.
-    # On flat indices (row * C + column) it takes ufunc.at's fast 1-D path.
-    flat = (ids.reshape(-1, 1) * C + xp.arange(C)).reshape(-1)  # (B * T * C,)
-    xp.add.at(dwte.reshape(-1), flat, dh0.reshape(-1))
+    scatter_add(dwte, ids, dh0)  # (V, C): each row gathers the positions of its token
     dwpe = xp.zeros((n_positions, C), dtype=dh0.dtype)
     dwpe[start : start + T] = dh0.sum(axis=0)  # (T, C)
     return dwte, dwpe

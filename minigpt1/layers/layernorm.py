@@ -4,15 +4,17 @@
     xhat = (x - mu) * rstd
     y = xhat * g + b                              x: (..., C)   g, b: (C,)
 
-Backward, with dxhat = dy * g (every mean is over the last axis):
+Backward, with dxhat = dy * g (every mean is over the last axis). Each xhat_j depends on
+every x_i of its row, through mu and through rstd (d rstd / dx_i = -rstd^2 xhat_i / C):
+    dxhat_j / dx_i = rstd (delta_ij - 1/C - xhat_i xhat_j / C)
+so, summing dxhat_j times that over j:
     dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
     dg = sum(dy * xhat)      db = sum(dy)         (sums over every leading position)
 """
 
 from typing import NamedTuple
 
-from ..backend import fused_kernels, xp_of
-from ..fast.rows import row_mean
+from ..backend import fast_path, xp_of
 
 
 class LayerNormCache(NamedTuple):
@@ -21,37 +23,28 @@ class LayerNormCache(NamedTuple):
     weight: object  # (C,) the gain g
 
 
+@fast_path
 def layernorm_forward(x, weight, bias, eps=1e-5):
-    if (fused := fused_kernels(x)) is not None:  # a GPU: the lines below as one kernel
-        y, xhat, rstd = fused.layernorm_forward(x, weight, bias, eps)
-        return y, LayerNormCache(xhat, rstd, weight)
     xp = xp_of(x)
-    mu = row_mean(x)  # (..., 1)
-    xc = x - mu  # (..., C)
-    var = row_mean(xc * xc)  # (..., 1)
+    mu = x.mean(axis=-1, keepdims=True)  # (..., 1)
+    xc = x - mu  # (..., C) centred
+    var = (xc * xc).mean(axis=-1, keepdims=True)  # (..., 1), biased: divided by C
     rstd = 1.0 / xp.sqrt(var + eps)  # (..., 1)
-    xhat = xc
-    xhat *= rstd  # (..., C), in place: xc is not needed again
-    y = xhat * weight
-    y += bias
+    xhat = xc * rstd  # (..., C)
+    y = xhat * weight + bias  # (..., C)
     return y, LayerNormCache(xhat, rstd, weight)
 
 
+@fast_path
 def layernorm_backward(dy, cache):
     xhat, rstd, weight = cache
-    if (fused := fused_kernels(dy)) is not None:  # a GPU: one kernel for dx, two sums
-        return fused.layernorm_backward(dy, xhat, rstd, weight)
     C = xhat.shape[-1]
-    # forward: y = xhat * g + b
-    dy2 = dy.reshape(-1, C)  # (N, C)
-    dweight = (dy2 * xhat.reshape(-1, C)).sum(axis=0)  # (C,)
-    dbias = dy2.sum(axis=0)  # (C,)
+    # forward: y = xhat * g + b; g and b are shared by every position, so their gradients add up
+    dweight = (dy * xhat).reshape(-1, C).sum(axis=0)  # (C,)
+    dbias = dy.reshape(-1, C).sum(axis=0)  # (C,)
     dxhat = dy * weight  # (..., C)
     # forward: xhat = (x - mu) * rstd, with mu and rstd functions of x
-    mean_dxhat = row_mean(dxhat)  # (..., 1)
-    mean_dxhat_xhat = row_mean(dxhat * xhat)  # (..., 1)
-    dx = dxhat
-    dx -= mean_dxhat
-    dx -= xhat * mean_dxhat_xhat
-    dx *= rstd
+    mean_dxhat = dxhat.mean(axis=-1, keepdims=True)  # (..., 1)
+    mean_dxhat_xhat = (dxhat * xhat).mean(axis=-1, keepdims=True)  # (..., 1)
+    dx = rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)  # (..., C)
     return dx, dweight, dbias

@@ -14,12 +14,8 @@ residual stream x feeds both the attention and the skip connection) the gradient
 from typing import NamedTuple
 
 from ..layers import (
-    QUERY_BLOCK,
-    BlockedAttentionCache,
     attention_backward,
     attention_forward,
-    blocked_attention_backward,
-    blocked_attention_forward,
     dropout_backward,
     dropout_forward,
     gelu_backward,
@@ -63,13 +59,9 @@ def block_forward(x, p, n_head, eps=1e-5, attn_pdrop=0.0, resid_pdrop=0.0, rng=N
     """x: (B, T, C) -> h: (B, T, C). Dropout rates of 0 (evaluation) make it deterministic.
 
     `past` (keys, values of earlier tokens) is passed to the attention, for generation.
-    Sequences longer than QUERY_BLOCK take the blocked attention (same function, fewer FLOPs).
     """
     qkv, c_attn = linear_forward(x, p["attn.c_attn.weight"], p["attn.c_attn.bias"])  # (B, T, 3C)
-    if past is None and x.shape[1] > QUERY_BLOCK:  # long sequences: skip the masked tiles
-        y, attn = blocked_attention_forward(qkv, n_head, attn_pdrop, rng)  # (B, T, C)
-    else:
-        y, attn = attention_forward(qkv, n_head, attn_pdrop, rng, past)
+    y, attn = attention_forward(qkv, n_head, attn_pdrop, rng, past)  # (B, T, C)
     a, attn_proj = linear_forward(y, p["attn.c_proj.weight"], p["attn.c_proj.bias"])
     a, attn_dropout = dropout_forward(a, resid_pdrop, rng)
     n, ln_1 = layernorm_forward(x + a, p["ln_1.weight"], p["ln_1.bias"], eps)  # (B, T, C)
@@ -100,8 +92,7 @@ def block_backward(dh, cache):
     # forward: a = dropout(attn.c_proj(attention(attn.c_attn(x))))
     da = dropout_backward(dsum1, cache.attn_dropout)
     dy, g["attn.c_proj.weight"], g["attn.c_proj.bias"] = linear_backward(da, cache.attn_proj)
-    blocked = isinstance(cache.attn, BlockedAttentionCache)
-    dqkv = (blocked_attention_backward if blocked else attention_backward)(dy, cache.attn)
+    dqkv = attention_backward(dy, cache.attn)  # (B, T, 3C)
     dx, g["attn.c_attn.weight"], g["attn.c_attn.bias"] = linear_backward(dqkv, cache.c_attn)
     dx += dsum1  # x reached n twice: through attention and through the skip connection
     return dx, g

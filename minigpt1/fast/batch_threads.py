@@ -16,72 +16,13 @@ build of OpenBLAS, or BLAS limited to one thread (OMP_NUM_THREADS=1, or ranks sh
 machine under mpiexec), `map_row_shards` simply runs its function once, on every row.
 """
 
-import ctypes
-import glob
-import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
-from functools import cache
 
-import numpy
+from .blas import openblas
 
 MIN_SHARD_ELEMENTS = 1 << 15  # rows x tokens x channels a shard needs to pay for its thread
-
-
-OPENMP = 2  # what openblas_get_parallel() returns for a build on OpenMP threads
-
-
-class OpenBLAS:
-    """One OpenBLAS library, its thread count read and set through ctypes."""
-
-    def __init__(self, path):
-        library = ctypes.CDLL(path)
-        self.path = path
-        self.get, self.set, parallel = (
-            self._function(library, name)
-            for name in ("get_num_threads", "set_num_threads", "get_parallel"))
-        if parallel() == OPENMP:  # its threads follow each caller's OpenMP setting, not set()
-            raise OSError(f"{path} is an OpenMP build")
-
-    @staticmethod
-    def _function(library, name):
-        """openblas_<name>, under the prefix and suffix of this build (NumPy's: scipy_, 64_)."""
-        for prefix, suffix in itertools.product(("scipy_openblas_", "openblas_"), ("64_", "")):
-            if hasattr(library, f"{prefix}{name}{suffix}"):
-                return getattr(library, f"{prefix}{name}{suffix}")
-        raise AttributeError(f"no openblas_{name}")
-
-
-def numpy_openblas_candidates():
-    """Paths that may be NumPy's OpenBLAS, most likely first.
-
-    The wheels bundle a private copy beside the numpy package; a NumPy built against the
-    system's OpenBLAS has it mapped into this process (Linux). Private copies of other
-    wheels (SciPy's `scipy.libs`, ...) are mapped too, but setting their thread count would
-    not change NumPy's, so they are left out.
-    """
-    site = os.path.dirname(os.path.dirname(numpy.__file__))
-    paths = []
-    for folder in ("numpy.libs", os.path.join("numpy", ".dylibs")):
-        paths += sorted(glob.glob(os.path.join(site, folder, "*openblas*")))
-    if os.path.exists("/proc/self/maps"):
-        with open("/proc/self/maps") as maps:
-            mapped = [line.split()[-1] for line in maps if "openblas" in line.lower()]
-        paths += [path for path in mapped
-                  if not os.path.basename(os.path.dirname(path)).endswith((".libs", ".dylibs"))]
-    return list(dict.fromkeys(paths))
-
-
-@cache
-def openblas():
-    """NumPy's OpenBLAS, or None when NumPy uses another BLAS (Accelerate, MKL, ...)."""
-    for path in numpy_openblas_candidates():
-        try:
-            return OpenBLAS(path)
-        except (OSError, AttributeError):
-            continue
-    return None
 
 
 _pools = {}  # process id -> its thread pool

@@ -1,0 +1,149 @@
+"""Causal attention one block of queries at a time, with in-place softmax passes.
+
+layers/attention.py computes the whole (T, T) score matrix. Under the causal mask query i
+never looks at keys after i, so the upper triangle is computed only to be thrown away. Cut
+the queries into blocks of QUERY_BLOCK rows; block [a, b) needs only the keys [0, b) (after
+a past of P tokens: [0, P + b)):
+
+    for each block [a, b):
+        y_h[a:b] = causal_softmax(q[a:b] @ k[:b]^T) @ v[:b]          (B, nh, b - a, hs)
+
+With T = 512 and blocks of 128 the four blocks touch 1 + 2 + 3 + 4 = 10 of the 16 tiles of
+the full matrix: 5/8 of the products and of the softmax's passes over memory. The loop runs
+over blocks of queries, never over heads; the backward pass walks the same blocks, and dk, dv
+add up the contributions of every block whose queries saw them. This is the idea behind
+FlashAttention's tiling, without its fusion. Up to QUERY_BLOCK tokens there is one block.
+
+Within a block the passes over the (b - a, P + b) scores are cut down too:
+- the queries are scaled before the product (T * hs numbers, not T * T scores);
+- the softmax works in place, with its row sums as BLAS products (rows.py);
+- the softmax backward needs D = sum over keys of dprobs * probs, one number per query. That
+  sum equals dy_h . y_h (the FlashAttention identity: sum_k (dy . v_k) probs_d_k = dy . y,
+  dropout included), a dot product over hs values instead of a pass over the keys.
+
+The cache keeps each block's probabilities; its `probs` assembles the full (T, P + T) matrix
+for attention maps. Dropout draws one mask per block, so with attn_pdrop > 0 the masks differ
+from the plain layer's (the same distribution, other draws).
+"""
+
+import math
+from typing import NamedTuple
+
+from ..backend import DEVICES, register_fast_path, xp_of
+from ..layers.attention import (
+    causal_mask,
+    causal_softmax,
+    merge_heads,
+    queries_keys_values,
+    split_heads,
+)
+from ..layers.dropout import dropout_backward, dropout_forward
+from .row_sums import row_sum
+
+QUERY_BLOCK = 128  # rows per block: big enough for efficient matmuls, small enough to skip
+
+
+class BlockedAttentionCache(NamedTuple):
+    q: object  # (B, nh, T, hs) the queries, already scaled by 1/sqrt(hs)
+    k: object  # (B, nh, P + T, hs) the keys, after those of the past
+    v: object  # (B, nh, P + T, hs)
+    blocks: list  # per block [a, b): (probs, probs_dropped, dropout cache), (B, nh, b - a, P + b)
+    y: object  # (B, T, C) the output: dy . y gives the softmax backward's row sums
+    block: int  # queries per block
+
+    @property
+    def probs(self):
+        """The full (B, nh, T, P + T) probabilities, zeros above the diagonal (attention maps)."""
+        B, nh, T, _ = self.q.shape
+        full = xp_of(self.q).zeros((B, nh, T, self.k.shape[2]), dtype=self.q.dtype)
+        for a, (probs, _, _) in zip(range(0, T, self.block), self.blocks, strict=True):
+            full[:, :, a : a + probs.shape[2], : probs.shape[3]] = probs
+        return full
+
+
+def causal_softmax_in_place(scores):
+    """layers/attention.py's causal_softmax, overwriting scores (..., Tq, Tk) with the result."""
+    xp = xp_of(scores)
+    Tq, Tk = scores.shape[-2:]
+    if Tq > 1:  # one query (a step of generation) is the last position: it sees every key
+        scores += xp.where(causal_mask(Tq, Tk, xp), 0.0, -xp.inf).astype(scores.dtype)
+    scores -= scores.max(axis=-1, keepdims=True)
+    probs = xp.exp(scores, out=scores)
+    probs *= 1.0 / row_sum(probs)  # one division per row, not per score
+    return probs
+
+
+def attend(q, k, v, attn_pdrop, rng):
+    """Scaled queries q (B, nh, Tq, hs) over keys/values (B, nh, Tk, hs) -> y_h (B, nh, Tq, hs),
+    and what the backward pass needs: probs, probs_dropped and the dropout cache."""
+    probs = causal_softmax(q @ k.transpose(0, 1, 3, 2))  # (B, nh, Tq, Tk), fast on any device
+    probs_dropped, dropout_cache = dropout_forward(probs, attn_pdrop, rng)
+    return probs_dropped @ v, probs, probs_dropped, dropout_cache
+
+
+def attend_backward(dy_h, y_h, q, k, v, probs, probs_dropped, dropout_cache):
+    """The backward pass of `attend`: dy_h, y_h (B, nh, Tq, hs) -> dq, dk, dv.
+
+    dq (B, nh, Tq, hs) is for the scaled queries; dk, dv (B, nh, Tk, hs).
+    """
+    # forward: y_h = probs_dropped @ v
+    dprobs = dropout_backward(dy_h @ v.transpose(0, 1, 3, 2), dropout_cache)  # (B, nh, Tq, Tk)
+    dv = probs_dropped.transpose(0, 1, 3, 2) @ dy_h  # (B, nh, Tk, hs)
+    # forward: probs = softmax(scores): dscores = probs * (dprobs - D), D = dy_h . y_h
+    dscores = dprobs
+    dscores -= row_sum(dy_h * y_h)  # (B, nh, Tq, 1) broadcast over the keys
+    dscores *= probs  # (B, nh, Tq, Tk)
+    # forward: scores = q @ k^T
+    return dscores @ k, dscores.transpose(0, 1, 3, 2) @ q, dv
+
+
+def attention_forward_by_blocks(qkv, n_head, attn_pdrop=0.0, rng=None, past=None,
+                                block=QUERY_BLOCK):
+    xp = xp_of(qkv)
+    C = qkv.shape[-1] // 3
+    q, k, v = queries_keys_values(qkv, n_head, past)  # (B, nh, T or P + T, hs)
+    q = q * (1.0 / math.sqrt(C // n_head))  # (B, nh, T, hs), a contiguous copy
+    T, P = q.shape[2], k.shape[2] - q.shape[2]
+    if T <= block:  # one block (short windows, generation): no slices to cut
+        y_h, *saved = attend(q, k, v, attn_pdrop, rng)
+        blocks = [saved]
+    else:
+        outputs, blocks = [], []
+        for a in range(0, T, block):
+            b = min(a + block, T)  # queries [a, b) see keys [0, P + b)
+            y_block, *saved = attend(q[:, :, a:b], k[:, :, : P + b], v[:, :, : P + b],
+                                     attn_pdrop, rng)
+            outputs.append(y_block)
+            blocks.append(saved)
+        y_h = xp.concatenate(outputs, axis=2)  # (B, nh, T, hs)
+    y = merge_heads(y_h)  # (B, T, C)
+    return y, BlockedAttentionCache(q, k, v, blocks, y, block)
+
+
+def attention_backward_by_blocks(dy, cache):
+    xp = xp_of(dy)
+    q, k, v, blocks, y, block = cache
+    if k.shape[2] != q.shape[2]:
+        raise ValueError("no backward pass through a key/value cache (past): it is for inference")
+    n_head, T, hs = q.shape[1], q.shape[2], q.shape[3]
+    dy_h, y_h = split_heads(dy, n_head), split_heads(y, n_head)  # (B, nh, T, hs)
+    spans = [(a, min(a + block, T)) for a in range(0, T, block)]
+    grads = [  # (dq, dk, dv) of each block
+        attend_backward(dy_h[:, :, a:b], y_h[:, :, a:b], q[:, :, a:b], k[:, :, :b], v[:, :, :b],
+                        *saved)
+        for (a, b), saved in zip(spans, blocks, strict=True)
+    ]
+    dq_blocks = [dq_block for dq_block, _, _ in grads]
+    dq = dq_blocks[0] if len(grads) == 1 else xp.concatenate(dq_blocks, axis=2)  # (B, nh, T, hs)
+    _, dk, dv = grads[-1]  # the last block saw every key: its dk and dv start the sums
+    for (_, b), (_, dk_block, dv_block) in zip(spans[:-1], grads[:-1], strict=True):
+        dk[:, :, :b] += dk_block
+        dv[:, :, :b] += dv_block
+    dq *= 1.0 / math.sqrt(hs)  # forward: q = q_unscaled / sqrt(hs)
+    return xp.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)
+
+
+register_fast_path("causal_softmax", "cpu", causal_softmax_in_place)
+for device in DEVICES:  # on a GPU, causal_softmax inside each block is the fused kernel
+    register_fast_path("attention_forward", device, attention_forward_by_blocks)
+    register_fast_path("attention_backward", device, attention_backward_by_blocks)
