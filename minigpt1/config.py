@@ -34,10 +34,6 @@ class GPTConfig:
         if self.afn != "gelu":
             raise ValueError(f"afn={self.afn!r} is not implemented; GPT-1 uses 'gelu' (tanh form)")
 
-    @property
-    def head_size(self):
-        return self.n_embd // self.n_head
-
     @classmethod
     def preset(cls, name, **overrides):
         """A named configuration (see PRESETS), with any field overridden by keyword."""

@@ -17,7 +17,7 @@ from .. import backend
 from ..config import GPTConfig
 from ..errors import FormatError
 from ..fileio import atomic_path, read_json, write_json_atomic
-from .gpt import GPT, check_params
+from .parameters import check_params
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -74,8 +74,8 @@ def load_safetensors(path):
     return tensors
 
 
-def from_pretrained(path, device="cpu", dtype="float32"):
-    """A GPT built from a local HuggingFace openai-gpt directory (no network, no PyTorch)."""
+def read_pretrained(path):
+    """(GPTConfig, {name: NumPy array}) from a local HuggingFace openai-gpt directory."""
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"no such model directory: {path}")
@@ -102,18 +102,18 @@ def from_pretrained(path, device="cpu", dtype="float32"):
         check_params(cfg, params, source=str(weights))  # names the file in any error
     except ValueError as err:
         raise FormatError(str(err)) from err
-    return GPT(cfg, device=device, dtype=dtype, params=params)
+    return cfg, params
 
 
-def save_pretrained(model, path):
+def write_pretrained(path, cfg, params):
     """Write config.json and model.safetensors (float32) that HuggingFace reads back as-is."""
     from safetensors.numpy import save_file
 
     path = Path(path)
     tensors = {
-        name: backend.to_numpy(p).astype("float32", copy=False) for name, p in model.params.items()
+        name: backend.to_numpy(p).astype("float32", copy=False) for name, p in params.items()
     }
     with atomic_path(path / WEIGHTS) as tmp:
         # "format": "pt" tells transformers these are PyTorch-layout tensors
         save_file(tensors, str(tmp), metadata={"format": "pt"})
-    write_json_atomic(path / CONFIG, config_to_hf(model.cfg))
+    write_json_atomic(path / CONFIG, config_to_hf(cfg))

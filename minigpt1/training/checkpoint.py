@@ -28,7 +28,7 @@ from ..backend import to_numpy
 from ..config import GPTConfig
 from ..errors import FormatError
 from ..fileio import read_json, section, write_json_atomic
-from ..model.gpt import check_params
+from ..model.parameters import check_params
 
 FORMAT_VERSION = 1
 FOLDER_NAME = re.compile(r"step-\d{7}")  # what index.json may name: nothing else, no path

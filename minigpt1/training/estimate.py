@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model.gpt import parameter_count
+from ..model.parameters import parameter_count
 
 
 @dataclass(frozen=True)
