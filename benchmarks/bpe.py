@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from minigpt1.corpus.shakespeare import prepare_shakespeare  # noqa: E402
 from minigpt1.tokenizer.bpe import BPETokenizer  # noqa: E402
-from minigpt1.tokenizer.text import read_texts  # noqa: E402
+from minigpt1.tokenizer.pretokenization import read_texts  # noqa: E402
 from minigpt1.tokenizer.trainers import count_words, initial_symbols, train_fast, train_naive  # noqa: E402
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from minigpt1.tokenizer.bpe import BPETokenizer
 from minigpt1.tokenizer.files import TokenizerFileError
-from minigpt1.tokenizer.text import read_text, read_texts
+from minigpt1.tokenizer.pretokenization import read_text, read_texts
 
 CORPUS = ["the cat sat on the mat", "the dog ate the hat"]
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minigpt1.tokenizer.bpe import GPT1_SPECIAL_TOKENS, BPETokenizer
-from minigpt1.tokenizer.text import normalize_gpt1, split_gpt1
+from minigpt1.tokenizer.pretokenization import normalize_gpt1, split_gpt1
 from tests.conftest import require
 
 CORPUS = [

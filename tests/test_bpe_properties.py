@@ -5,7 +5,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from minigpt1.tokenizer.bpe import BPETokenizer
-from minigpt1.tokenizer.text import words_gpt1
+from minigpt1.tokenizer.pretokenization import words_gpt1
 from minigpt1.tokenizer.trainers import train_fast, train_naive
 
 CORPUS = ["The quick brown fox, 3 times: naïve café!\n", "中文 🤗 Ελληνικά \t tabs  spaces"]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from minigpt1.corpus import shakespeare
-from minigpt1.corpus.texts import (
+from minigpt1.corpus.text_folders import (
     SAMPLE_DIR,
     Document,
     cache_file,

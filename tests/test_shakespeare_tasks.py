@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from minigpt1.corpus.texts import SAMPLE_DIR, Document, load_text_dir, val_start
+from minigpt1.corpus.text_folders import SAMPLE_DIR, Document, load_text_dir, val_start
 from minigpt1.finetuning.shakespeare_tasks import (
     MAX_CHARS,
     MIN_CHARS,

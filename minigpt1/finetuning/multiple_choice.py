@@ -3,7 +3,7 @@
     Story Cloze Test (ROCStories): two CSVs, each row a four-sentence story and two endings
     RACE: one JSON file per exam article, with several questions of four options each
 
-Both give "train", "validation" and "test". Use them through task_files.load_task_files, which
+Both give "train", "validation" and "test". Use them through file_tasks.load_task_files, which
 also describes the error messages; this module reuses its reading helpers.
 """
 
@@ -12,8 +12,8 @@ import json
 import numpy as np
 
 from ..errors import FormatError
-from .task_files import FILE_TASKS, shown, table_examples, task_folder, utf8_lines
-from .transformations import Example, TaskData
+from .file_readers import shown, table_examples, task_folder, utf8_lines
+from .transformations import Example, TaskData, TaskSpec
 
 ROC_SEED = 3535999445  # the seed of GPT-1's code, openai/finetune-transformer-lm
 ROC_VALIDATION = 374  # stories the original held out of the Story Cloze val file
@@ -25,6 +25,15 @@ RACE_ORIGIN = ("the RACE folder with train/, dev/ and test/, each holding high/ 
                "(from https://www.cs.cmu.edu/~glai1/data/race/)")
 RACE_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
 RACE_LEVELS = ("high", "middle")
+
+MULTIPLE_CHOICE_TASKS = {spec.name: spec for spec in (
+    TaskSpec("rocstories", "multiple_choice", ("1", "2"), "accuracy",
+             "Story Cloze Test: which of two endings finishes a four-sentence story?"),
+    TaskSpec("race", "multiple_choice", ("A", "B", "C", "D"), "accuracy",
+             "RACE: reading comprehension from English exams, four answers per question"),
+)}
+
+
 
 
 def load_rocstories(folder, n_validation=ROC_VALIDATION):
@@ -46,7 +55,7 @@ def load_rocstories(folder, n_validation=ROC_VALIDATION):
     splits = {"train": [stories[i] for i in order[n_validation:]],
               "validation": [stories[i] for i in order[:n_validation]],
               "test": roc_examples(test)}
-    return TaskData(FILE_TASKS["rocstories"], splits)
+    return TaskData(MULTIPLE_CHOICE_TASKS["rocstories"], splits)
 
 
 def roc_file(folder, part):
@@ -62,8 +71,8 @@ def roc_file(folder, part):
 
 def roc_examples(path):
     """segments = (the four story sentences joined by spaces, ending 1, ending 2)."""
-    rows = table_examples(path, ROC_TEXTS, "AnswerRightEnding", FILE_TASKS["rocstories"].labels,
-                          delimiter=",")
+    labels = MULTIPLE_CHOICE_TASKS["rocstories"].labels
+    rows = table_examples(path, ROC_TEXTS, "AnswerRightEnding", labels, delimiter=",")
     return [Example((" ".join(e.segments[:4]), *e.segments[4:]), e.label, e.source) for e in rows]
 
 
@@ -82,7 +91,7 @@ def load_race(folder):
             raise FileNotFoundError(f"{folder / name}: no .txt files in high/ or middle/; "
                                     f"expected {RACE_ORIGIN}")
         splits[split] = [example for path in paths for example in race_examples(path)]
-    return TaskData(FILE_TASKS["race"], splits)
+    return TaskData(MULTIPLE_CHOICE_TASKS["race"], splits)
 
 
 def race_examples(path):
@@ -111,7 +120,7 @@ def race_examples(path):
                           f"{len(answers)} answers; each question needs its options and answer")
     if not item["article"].strip():
         raise FormatError(f"{where}: the article is empty; remove the file")
-    letters = FILE_TASKS["race"].labels
+    letters = MULTIPLE_CHOICE_TASKS["race"].labels
     found = []
     for n, (question, choices, answer) in enumerate(zip(questions, options, answers,
                                                         strict=True), 1):

@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..corpus.texts import val_start
+from ..corpus.text_folders import val_start
 from .transformations import Example, TaskData, TaskSpec
 
 SPLITS = ("train", "validation", "test")

@@ -1,6 +1,6 @@
 """The fine-tuning model: GPT's body, a linear head on the extract token, and L2 / L3.
 
-For a batch of B examples of S sequences each (tasks.py makes them):
+For a batch of B examples of S sequences each (transformations.py makes them):
 
     h = body(ids)                              (B*S, T, C)   the pre-trained transformer
     z = h[extract]                             (B, S, C)     final state of each extract token
@@ -33,7 +33,8 @@ from ..layers import (
     squared_error_backward,
     squared_error_forward,
 )
-from .transformations import TaskBatch
+from ..model.gpt import GPT
+from .transformations import SPECIAL_TOKENS, TaskBatch
 
 HEAD = ("clf.weight", "clf.bias")
 
@@ -186,9 +187,6 @@ def with_special_tokens(gpt, tokenizer, seed=0):
     never saw these tokens, and fine-tuning teaches it what they mean. Returns the new GPT
     (gpt itself when its embedding already has a row for every token).
     """
-    from ..model.gpt import GPT
-    from .transformations import SPECIAL_TOKENS
-
     tokenizer.add_special_tokens(SPECIAL_TOKENS)
     cfg = gpt.cfg
     extra = tokenizer.vocab_size - cfg.vocab_size
@@ -207,8 +205,6 @@ def transfer_layers(pretrained, n_layers, seed=0):
     """A GPT that keeps the embeddings and the first n_layers blocks of `pretrained` and
     starts every other block afresh (paper, Figure 2 left); n_layers = -1 keeps nothing,
     which is the "no pre-training" row of Table 5."""
-    from ..model.gpt import GPT
-
     n_total = pretrained.cfg.n_layer
     if not -1 <= n_layers <= n_total:
         raise ValueError(f"transfer_layers must lie in -1..{n_total} (-1: nothing, 0: the "

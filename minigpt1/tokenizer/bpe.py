@@ -1,9 +1,9 @@
 """Byte-pair encoding from scratch: BPETokenizer trains, encodes, decodes, saves and loads.
 
 BPE starts from single symbols and learns merges: the most frequent pair of adjacent symbols
-becomes a new symbol, again and again (bpe_train.py). Encoding a word replays the merges in
-the order they were learned. Text is first cut into words (text.py) and no merge crosses a
-word boundary. Two modes:
+becomes a new symbol, again and again (trainers.py). Encoding a word replays the merges in
+the order they were learned. Text is first cut into words (pretokenization.py) and no merge
+crosses a word boundary. Two modes:
 
 gpt1   GPT-1's tokenizer as HuggingFace ships it: lower-cased, accent-stripped words split on
        whitespace and punctuation; a word is its characters with "</w>" glued to the last one
@@ -43,7 +43,7 @@ from itertools import pairwise
 import regex
 
 from .files import BYTE_CHARS, CHAR_BYTES, MODES, TokenizerFiles, load_files, save_files
-from .text import SPLITTERS
+from .pretokenization import SPLITTERS
 from .trainers import EOW, UNK, count_words, initial_symbols, merge, train_fast, train_naive
 
 GPT1_SPECIAL_TOKENS = ("_start_", "_delimiter_", "_classify_")
@@ -147,10 +147,6 @@ class BPETokenizer:
             else:
                 ids.extend(self._encode_ordinary(part))
         return ids
-
-    def encode_batch(self, texts: Iterable[str], allowed_special=()) -> list[list[int]]:
-        """encode for each text."""
-        return [self.encode(text, allowed_special) for text in texts]
 
     def tokens(self, text: str, allowed_special=()) -> list[str]:
         """The pieces `text` is cut into, as written in vocab.json (bytes mode: space is Ġ).
@@ -300,7 +296,7 @@ class BPETokenizer:
     # -- files ----------------------------------------------------------------------------
 
     def save(self, directory) -> None:
-        """Write vocab.json, merges.txt and minigpt1_bpe.json into `directory` (bpe_files.py)."""
+        """Write vocab.json, merges.txt and minigpt1_bpe.json into `directory` (files.py)."""
         save_files(directory, TokenizerFiles(self.mode, self._ids, self._merges, self._specials))
 
     @classmethod

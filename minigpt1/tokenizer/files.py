@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import FormatError
 from ..fileio import write_json_atomic, write_text_atomic
-from .text import read_text
+from .pretokenization import read_text
 
 FORMAT = "minigpt1-bpe"
 VERSION = 1

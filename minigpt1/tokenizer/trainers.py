@@ -30,7 +30,7 @@ from itertools import pairwise
 from tqdm import tqdm
 
 from .files import BYTE_CHARS
-from .text import SPLITTERS
+from .pretokenization import SPLITTERS
 
 Pair = tuple[int, int]
 UNK = "<unk>"  # gpt1 mode's token for characters never seen in training

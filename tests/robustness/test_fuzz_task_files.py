@@ -23,8 +23,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minigpt1.errors import FormatError
+from minigpt1.finetuning.file_tasks import load_task_files
 from minigpt1.finetuning.multiple_choice import load_rocstories
-from minigpt1.finetuning.task_files import load_task_files
 from tests.robustness import fuzz
 from tests.robustness.fuzz import FUZZ, broken_bytes, copy_of, json_values, write_json
 

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..fileio import atomic_path
-from ..tokenizer.text import read_text
+from ..tokenizer.pretokenization import read_text
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample" / "texts"
 METADATA_COLUMNS = ("slug", "title", "kind", "chars", "file")
