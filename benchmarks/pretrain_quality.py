@@ -27,17 +27,21 @@ sys.path.insert(0, str(ROOT))
 
 from minigpt1.config import GPTConfig  # noqa: E402
 from minigpt1.corpus.shakespeare import prepare_shakespeare  # noqa: E402
-from minigpt1.corpus.texts import chars_and_bytes, load_text_dir, split_documents  # noqa: E402
+from minigpt1.corpus.text_folders import chars_and_bytes, load_text_dir, split_documents  # noqa: E402
+from minigpt1.fast.process import tune_process  # noqa: E402
 from minigpt1.jobs.demo import cached_tokenizer, demo_train_config  # noqa: E402
-from minigpt1.jobs.pretrain import run_pretraining  # noqa: E402
+from minigpt1.jobs.pretrain import PretrainPlan, run_pretraining  # noqa: E402
+
+tune_process()  # the allocator and BLAS settings of `python -m minigpt1` (fast/process.py)
 
 
 def ours(args, text_dir):
     tokenizer_dir = cached_tokenizer(text_dir, args.vocab_size, "bytes", ROOT / "data/tokenizers")
     tcfg = demo_train_config(args.minutes)  # the demo's settings: batch 8, lr 1e-3, ...
     tcfg.eval_every, tcfg.eval_windows = 10**9, 10**9  # evaluate once, at the end, on all of it
-    result = run_pretraining(text_dir, ROOT / "runs" / "pretrain-quality", args.preset, tcfg,
-                             tokenizer_dir, force=True, cache_dir=ROOT / "data" / "cache")
+    result = run_pretraining(PretrainPlan(text_dir, ROOT / "runs" / "pretrain-quality",
+                                          args.preset, tcfg, tokenizer_dir, force=True,
+                                          cache_dir=ROOT / "data" / "cache"))
     # bytes mode reports bits per byte; convert to per character of the original text
     val_texts = split_documents(load_text_dir(text_dir))[1]
     chars, nbytes = chars_and_bytes(val_texts)

@@ -102,11 +102,11 @@ def _add_demo_command(sub):
 
 
 def _demo(args):
-    from .jobs.demo import run_demo
+    from .jobs.demo import DemoPlan, demo_train_config, run_demo
 
-    run_demo(minutes=args.minutes, preset=args.preset, out=args.out, data_dir=args.data_dir,
-             text_dir=args.text_dir, vocab_size=args.vocab_size, bpe_mode=args.bpe_mode,
-             seed=args.seed)
+    run_demo(DemoPlan(preset=args.preset, out=args.out, data_dir=args.data_dir,
+                      text_dir=args.text_dir, vocab_size=args.vocab_size, bpe_mode=args.bpe_mode,
+                      train=demo_train_config(args.minutes, args.seed)))
     return 0
 
 
@@ -148,7 +148,7 @@ def _add_pretrain_command(sub):
 def _pretrain(args):
 
     from .config import GPTConfig
-    from .jobs.pretrain import run_pretraining
+    from .jobs.pretrain import PretrainPlan, run_pretraining
     from .training.lm_objective import TrainConfig
 
     _refuse_resume_with_force(args)
@@ -156,11 +156,13 @@ def _pretrain(args):
     if args.n_ctx is not None and not 2 <= args.n_ctx <= preset_ctx:
         raise UsageError(f"--n-ctx {args.n_ctx} is outside 2..{preset_ctx}, the {args.preset} "
                          "preset's context; choose a preset with more positions")
-    tcfg = _config_from_args(TrainConfig, args)
-    world = _world(args)
-    result = run_pretraining(args.text_dir, args.out, args.preset, tcfg, args.tokenizer,
-                             args.vocab_size, args.bpe_mode, args.n_ctx, args.resume, args.force,
-                             args.device, dropout=args.dropout, world=world)
+    plan = PretrainPlan(
+        text_dir=args.text_dir, run_dir=args.out, preset=args.preset,
+        train=_config_from_args(TrainConfig, args), tokenizer_dir=args.tokenizer,
+        vocab_size=args.vocab_size, bpe_mode=args.bpe_mode, n_ctx=args.n_ctx,
+        dropout=args.dropout, resume=args.resume, force=args.force, device=args.device,
+    )  # fmt: skip
+    result = run_pretraining(plan, world=_world(args))
     if result is None:  # a rank other than 0: rank 0 reports
         return 0
     unit = "byte" if result["tokenizer"].mode == "bytes" else "char"
@@ -254,8 +256,9 @@ def _add_finetune_command(sub):
 
 
 def _finetune(args):
-    from .finetuning.task_files import FILE_TASKS
-    from .jobs.finetune import run_finetuning, task_names
+    from .finetuning.file_tasks import FILE_TASKS
+    from .jobs.finetune import FinetunePlan, run_finetuning
+    from .jobs.run_folder import task_names
     from .training.task_objective import FinetuneConfig
 
     _refuse_resume_with_force(args)
@@ -264,10 +267,12 @@ def _finetune(args):
     if args.task in FILE_TASKS and args.data is None and not args.resume:
         raise UsageError(f"task {args.task} is read from its files: give --data FOLDER "
                          f"({FILE_TASKS[args.task].description or 'the dataset folder'})")
-    fcfg = _config_from_args(FinetuneConfig, args)
-    result = run_finetuning(args.checkpoint, args.task, args.out, args.data, fcfg, args.which,
-                            args.resume, args.force, args.device,
-                            allow_truncation=not args.no_truncation, world=_world(args))
+    plan = FinetunePlan(
+        checkpoint=args.checkpoint, task=args.task, run_dir=args.out, data=args.data,
+        finetune=_config_from_args(FinetuneConfig, args), which=args.which, resume=args.resume,
+        force=args.force, device=args.device, allow_truncation=not args.no_truncation,
+    )  # fmt: skip
+    result = run_finetuning(plan, world=_world(args))
     if result is None:  # a rank other than 0: rank 0 reports
         return 0
     scores = ", ".join(f"{split} {value:.4f}" for split, value in result["scores"].items())
@@ -292,11 +297,11 @@ def _add_ablation_command(sub):
 
 
 def _ablation(args):
-    from .jobs.ablation import run_ablation
+    from .jobs.ablation import AblationPlan, run_ablation
     from .training.task_objective import FinetuneConfig
 
     fcfg = _config_from_args(FinetuneConfig, args, transfer_layers=None, lm_coef=0.5)
-    run_ablation(args.checkpoint, args.out, args.text_dir, fcfg, force=args.force)
+    run_ablation(AblationPlan(args.checkpoint, args.out, args.text_dir, fcfg, force=args.force))
     return 0
 
 
@@ -318,7 +323,7 @@ def _add_generate_command(sub):
 
 
 def _generate(args):
-    from .jobs.pretrain import load_model
+    from .jobs.run_folder import load_model
     from .model.generate import generate
 
     if not args.prompt:
@@ -341,7 +346,7 @@ def _add_export_command(sub):
 
 
 def _export(args):
-    from .jobs.pretrain import export_run
+    from .jobs.run_folder import export_run
 
     out = export_run(args.checkpoint, args.out, args.which, args.force)
     print(f"wrote {out}/ (config.json, model.safetensors, vocab.json, merges.txt)")
@@ -425,7 +430,7 @@ def _bpe_train(args):
     from pathlib import Path
 
     from .tokenizer.bpe import BPETokenizer
-    from .tokenizer.text import read_texts
+    from .tokenizer.pretokenization import read_texts
 
     paths = []
     for name in args.input:
@@ -500,7 +505,7 @@ def _error_message(err, args):
 def _interrupted(err, world):
     """Exit status 130 after Ctrl-C. A run that stopped cleanly (StoppedEarly) has saved and
     every rank ends alike; a second Ctrl-C stops at once, so the other ranks must be ended."""
-    from .training.lm_objective import StoppedEarly
+    from .training.loop import StoppedEarly
 
     if world is None or not world.rank:  # rank 0 speaks for all
         print(f"interrupted{': ' + str(err) if str(err) else ''}", file=sys.stderr)
@@ -511,6 +516,9 @@ def _interrupted(err, world):
 
 def main(argv=None):
     """Run one command; returns its exit status (see the module's docstring)."""
+    from .fast.process import tune_process
+
+    tune_process()  # this process's cores and allocator, for speed (fast/process.py)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from minigpt1 import backend
-from minigpt1.corpus.texts import SAMPLE_DIR
-from minigpt1.jobs.pretrain import run_pretraining
+from minigpt1.corpus.text_folders import SAMPLE_DIR
+from minigpt1.jobs.pretrain import PretrainPlan, run_pretraining
 from minigpt1.training.lm_objective import TrainConfig
 
 IN_CI = os.environ.get("CI") == "true"
@@ -48,8 +48,8 @@ def corpus(tmp_path_factory):
     trained once: (text_dir, tokenizer_dir)."""
     base = tmp_path_factory.mktemp("corpus")
     shutil.copytree(SAMPLE_DIR, base / "texts")
-    run_pretraining(base / "texts", base / "first", preset="tiny", n_ctx=32, vocab_size=300,
-                    tcfg=TrainConfig(max_steps=1, **SMALL), progress=False)
+    run_pretraining(PretrainPlan(base / "texts", base / "first", "tiny", TrainConfig(
+        max_steps=1, **SMALL), n_ctx=32, vocab_size=300), progress=False)
     return base / "texts", base / "first" / "tokenizer"
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from minigpt1 import GPT, GPTConfig
 from minigpt1.cli import main
-from minigpt1.corpus.texts import SAMPLE_DIR, load_text_dir, split_documents
+from minigpt1.corpus.text_folders import SAMPLE_DIR, load_text_dir, split_documents
 from minigpt1.finetuning.transformations import Example
 from minigpt1.jobs.ablation import VARIANTS, markdown_table, zero_shot_multiple_choice
 from minigpt1.tokenizer.bpe import BPETokenizer
@@ -26,7 +26,7 @@ def sample_model(tmp_path_factory):
 
 
 def test_zero_shot_picks_the_most_probable_answer(sample_model):
-    from minigpt1.jobs.pretrain import load_model
+    from minigpt1.jobs.run_folder import load_model
 
     model, tokenizer = load_model(sample_model)
     example = Example(("The king", " is dead", " sat upon", " the sea and the wind"), 0)

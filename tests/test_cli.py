@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from minigpt1.cli import main
-from minigpt1.corpus.texts import SAMPLE_DIR
+from minigpt1.corpus.text_folders import SAMPLE_DIR
 
 FAST = ["--preset", "tiny", "--n-ctx", "32", "--vocab-size", "300", "--batch-size", "4",
         "--micro-batch-size", "4", "--warmup-steps", "2", "--eval-every", "4",

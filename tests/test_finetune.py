@@ -9,7 +9,7 @@ import pytest
 from minigpt1 import GPT, GPTConfig
 from minigpt1.cli import main
 from minigpt1.finetuning.transformations import Example, TaskData, TaskSpec
-from minigpt1.jobs.finetune import run_finetuning
+from minigpt1.jobs.finetune import FinetunePlan, run_finetuning
 from minigpt1.tokenizer.bpe import BPETokenizer
 from minigpt1.training.task_objective import FinetuneConfig, batch_indices
 
@@ -52,9 +52,14 @@ FAST = FinetuneConfig(epochs=8, batch_size=16, micro_batch_size=8, lr=3e-3, warm
                       log_every=4)
 
 
+def fine_tune(model_dir, name, out, task, fcfg=FAST, **plan):
+    """The fine-tuning job on TaskData built here, without a progress bar."""
+    plan = FinetunePlan(model_dir, name, out, finetune=fcfg, **plan)
+    return run_finetuning(plan, task, progress=False)
+
+
 def test_fine_tuning_beats_chance(model_dir, tmp_path):
-    result = run_finetuning(model_dir, "mood", tmp_path / "run", fcfg=FAST, task=mood_task(),
-                            progress=False)
+    result = fine_tune(model_dir, "mood", tmp_path / "run", mood_task())
     # chance is 50%; a keyword task this plain must be learned almost perfectly
     assert result["scores"]["test"] >= 0.9, result["scores"]
     assert result["steps"] == 8 * 256 // 16
@@ -69,8 +74,7 @@ def test_fine_tuning_beats_chance(model_dir, tmp_path):
 
 def test_l2_only_logs_no_l1(model_dir, tmp_path):
     fcfg = FinetuneConfig(epochs=1, batch_size=16, lm_coef=0.0, log_every=1)
-    run_finetuning(model_dir, "mood", tmp_path / "run", fcfg=fcfg, task=mood_task((32, 8, 8)),
-                   progress=False)
+    fine_tune(model_dir, "mood", tmp_path / "run", mood_task((32, 8, 8)), fcfg)
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert lines and all(json.loads(x)["l1"] is None for x in lines)
 
@@ -144,14 +148,13 @@ def test_resume_is_bit_exact(model_dir, tmp_path, monkeypatch):
     import os
     import signal
 
-    from minigpt1.training import task_objective as loop
+    from minigpt1.training import task_objective
     from minigpt1.training.checkpoint import load_checkpoint
 
     fcfg = FinetuneConfig(epochs=2, batch_size=16, micro_batch_size=8, lr=1e-3, log_every=1)
     task = mood_task((64, 16, 16))
-    straight = run_finetuning(model_dir, "mood", tmp_path / "a", fcfg=fcfg, task=task,
-                              progress=False)
-    real_step = loop.finetune_step
+    straight = fine_tune(model_dir, "mood", tmp_path / "a", task, fcfg)
+    real_step = task_objective.finetune_step
 
     def step_then_interrupt(model, optimizer, train, step, *args):
         out = real_step(model, optimizer, train, step, *args)
@@ -159,12 +162,15 @@ def test_resume_is_bit_exact(model_dir, tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
         return out
 
-    monkeypatch.setattr(loop, "finetune_step", step_then_interrupt)
+    monkeypatch.setattr(task_objective, "finetune_step", step_then_interrupt)
     with pytest.raises(KeyboardInterrupt, match="stopped at step 3"):
-        run_finetuning(model_dir, "mood", tmp_path / "b", fcfg=fcfg, task=task, progress=False)
-    monkeypatch.setattr(loop, "finetune_step", real_step)
-    resumed = run_finetuning(model_dir, "mood", tmp_path / "b", task=task, resume=True,
-                             progress=False)
+        fine_tune(model_dir, "mood", tmp_path / "b", task, fcfg)
+    monkeypatch.setattr(task_objective, "finetune_step", real_step)
+    description = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert description["plan"]["finetune"] == description["finetune"]  # the plan is recorded
+    del description["plan"]  # as in a run folder written before plans: it resumes the same
+    (tmp_path / "b" / "run.json").write_text(json.dumps(description))
+    resumed = fine_tune(model_dir, "mood", tmp_path / "b", task, resume=True)
     assert resumed["scores"] == straight["scores"]
     read = [(tmp_path / run / "metrics.jsonl").read_text() for run in ("a", "b")]
     assert read[0] == read[1]  # every logged float, bit for bit
@@ -182,15 +188,13 @@ def test_regression_and_multiple_choice_run_end_to_end(model_dir, tmp_path):
                 for i, (a, b) in enumerate(pairs)]
     task = TaskData(reg, {"train": examples[:32], "validation": examples[32:]})
     fcfg = FinetuneConfig(epochs=2, batch_size=8, lr=1e-3)
-    result = run_finetuning(model_dir, "score", tmp_path / "reg", fcfg=fcfg, task=task,
-                            progress=False)
+    result = fine_tune(model_dir, "score", tmp_path / "reg", task, fcfg)
     assert -1.0 <= result["scores"]["validation"] <= 1.0
     mc = TaskSpec("pick", "multiple_choice", ("A", "B", "C"), "accuracy")
     examples = [Example(("the day was", *(mood_sentence(rng)[0] for _ in range(3))), i % 3)
                 for i in range(24)]
     task = TaskData(mc, {"train": examples[:16], "validation": examples[16:]})
-    result = run_finetuning(model_dir, "pick", tmp_path / "mc", fcfg=fcfg, task=task,
-                            progress=False)
+    result = fine_tune(model_dir, "pick", tmp_path / "mc", task, fcfg)
     assert result["scores"]["validation"] in {i / 8 for i in range(9)}
 
 
@@ -200,8 +204,7 @@ def test_a_run_that_cannot_fit_is_refused_before_anything_is_written(model_dir, 
 
     monkeypatch.setattr(estimate, "available_memory", lambda: 2**20)  # 1 MiB left
     with pytest.raises(ValueError, match="micro-batch"):
-        run_finetuning(model_dir, "mood", tmp_path / "run", fcfg=FAST, task=mood_task(),
-                       progress=False)
+        fine_tune(model_dir, "mood", tmp_path / "run", mood_task())
     assert not (tmp_path / "run").exists()
 
 
@@ -219,8 +222,8 @@ def test_a_short_last_micro_batch_gives_the_update_of_the_whole_batch(tmp_path):
     for micro in (4, 10):
         fcfg = FinetuneConfig(epochs=2, batch_size=32, micro_batch_size=micro, lr=1e-2,
                               clf_pdrop=0.0, max_train_examples=10, log_every=1)
-        result = run_finetuning(tmp_path / "model", "mood", tmp_path / f"micro{micro}",
-                                fcfg=fcfg, task=mood_task(), progress=False)
+        result = fine_tune(tmp_path / "model", "mood", tmp_path / f"micro{micro}", mood_task(),
+                           fcfg)
         assert result["steps"] == 2
         params[micro] = result["model"].params
     for name, value in params[10].items():

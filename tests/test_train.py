@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 from minigpt1 import GPT
-from minigpt1.corpus.texts import SAMPLE_DIR
-from minigpt1.jobs.pretrain import run_pretraining
+from minigpt1.corpus.text_folders import SAMPLE_DIR
+from minigpt1.jobs.pretrain import PretrainPlan, run_pretraining
 from minigpt1.training import lm_objective as train
+from minigpt1.training import loop
 from minigpt1.training.checkpoint import load_checkpoint
 from minigpt1.training.lm_objective import TrainConfig
+from minigpt1.training.update import Diverged
 
 SMALL = dict(batch_size=4, micro_batch_size=2, warmup_steps=4, eval_every=4, eval_windows=4,
              log_every=1, lr=3e-3)
@@ -21,11 +23,11 @@ SMALL = dict(batch_size=4, micro_batch_size=2, warmup_steps=4, eval_every=4, eva
 
 def run(out, tokenizer=None, **overrides):
     """The tiny preset with short windows on the sample corpus: a second or two per run."""
-    kw = dict(preset="tiny", n_ctx=32, progress=False, vocab_size=300, bpe_mode="bytes",
-              cache_dir=out.parent / "cache")
+    kw = dict(preset="tiny", n_ctx=32, vocab_size=300, bpe_mode="bytes",
+              cache_dir=out.parent / "cache", train=TrainConfig(max_steps=12, **SMALL))
     kw.update(overrides)
-    tcfg = kw.pop("tcfg", TrainConfig(max_steps=12, **SMALL))
-    return run_pretraining(SAMPLE_DIR, out, tcfg=tcfg, tokenizer_dir=tokenizer, **kw)
+    plan = PretrainPlan(SAMPLE_DIR, out, tokenizer_dir=tokenizer, **kw)
+    return run_pretraining(plan, progress=False)
 
 
 def metrics(run_dir):
@@ -38,14 +40,14 @@ def metrics(run_dir):
 def tokenizer_dir(tmp_path_factory):
     """Train the sample corpus's tokenizer once; the runs below reuse it."""
     out = tmp_path_factory.mktemp("first")
-    run(out, tcfg=TrainConfig(max_steps=1, **SMALL))
+    run(out, train=TrainConfig(max_steps=1, **SMALL))
     return out / "tokenizer"
 
 
 def test_training_lowers_validation_loss(tmp_path, tokenizer_dir):
     tcfg = TrainConfig(max_steps=200, **{**SMALL, "eval_every": 200, "warmup_steps": 10,
                                          "lr": 1e-3})
-    result = run(tmp_path, tokenizer_dir, tcfg=tcfg)
+    result = run(tmp_path, tokenizer_dir, train=tcfg)
     first = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     vocab = result["tokenizer"].vocab_size
     assert abs(first["loss"] - np.log(vocab)) < 0.3  # starts as a uniform guess
@@ -75,6 +77,11 @@ def test_resume_is_bit_exact(tmp_path, tokenizer_dir, monkeypatch):
         run(interrupted, tokenizer_dir)
     monkeypatch.setattr(train, "train_step", real_step)
     assert load_checkpoint(interrupted).step == 6  # Ctrl-C saved a checkpoint first
+    description = json.loads((interrupted / "run.json").read_text())
+    assert description["plan"]["preset"] == "tiny"  # the plan that started the run
+    assert description["plan"]["train"] == description["train"]
+    del description["plan"]  # as in a run folder written before plans: it resumes the same
+    (interrupted / "run.json").write_text(json.dumps(description))
     run(interrupted, resume=True)
 
     assert metrics(interrupted) == metrics(straight)  # every float, bit for bit
@@ -94,26 +101,26 @@ def test_divergence_stops_with_the_tensor_named(tmp_path, tokenizer_dir, monkeyp
         return loss, grads
 
     monkeypatch.setattr(GPT, "lm_loss_and_grads", poisoned)
-    with pytest.raises(train.Diverged, match="step 6: gradient h.1.mlp.c_fc.weight is not finite"):
+    with pytest.raises(Diverged, match="step 6: gradient h.1.mlp.c_fc.weight is not finite"):
         run(tmp_path, tokenizer_dir)
     assert load_checkpoint(tmp_path).step == 4  # the last good checkpoint is kept
 
 
 def test_refuses_to_overwrite_or_resume_nothing(tmp_path, tokenizer_dir):
     out = tmp_path / "run"
-    run(out, tokenizer_dir, tcfg=TrainConfig(max_steps=4, **SMALL))
+    run(out, tokenizer_dir, train=TrainConfig(max_steps=4, **SMALL))
     with pytest.raises(FileExistsError, match="holds another run.*--resume.*--force"):
         run(out, tokenizer_dir)
-    run(out, tokenizer_dir, force=True, tcfg=TrainConfig(max_steps=4, **SMALL))
+    run(out, tokenizer_dir, force=True, train=TrainConfig(max_steps=4, **SMALL))
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         run(tmp_path / "missing", resume=True)
 
 
 def test_resume_refuses_a_changed_tokenizer(tmp_path, tokenizer_dir):
     out = tmp_path / "run"
-    run(out, tokenizer_dir, tcfg=TrainConfig(max_steps=4, **SMALL))
+    run(out, tokenizer_dir, train=TrainConfig(max_steps=4, **SMALL))
     other = tmp_path / "other"
-    run(other, tcfg=TrainConfig(max_steps=1, **SMALL), vocab_size=280)
+    run(other, train=TrainConfig(max_steps=1, **SMALL), vocab_size=280)
     for f in (other / "tokenizer").iterdir():  # swap in a tokenizer of another size
         (out / "tokenizer" / f.name).write_bytes(f.read_bytes())
     with pytest.raises(ValueError, match="tokenizer has 280 tokens but its model expects 300"):
@@ -133,13 +140,13 @@ def test_resume_drops_a_half_written_metrics_line(tmp_path):
     path = tmp_path / "metrics.jsonl"
     lines = [json.dumps({"step": s, "loss": 1.0, "lr": 0.1}) for s in (1, 2, 3)]
     path.write_text("\n".join(lines) + '\n{"step": 4, "lo', encoding="utf-8")
-    train.truncate_metrics(path, 2)
+    loop.truncate_metrics(path, 2)
     assert path.read_text(encoding="utf-8") == lines[0] + "\n" + lines[1] + "\n"
 
 
 def test_a_time_budget_sets_the_number_of_updates(tmp_path, tokenizer_dir):
     tcfg = TrainConfig(max_steps=10**6, minutes=0.05, **SMALL)  # 3 seconds
-    result = run(tmp_path, tokenizer_dir, tcfg=tcfg)
+    result = run(tmp_path, tokenizer_dir, train=tcfg)
     assert 10 <= result["steps"] < 10**6
     last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == result["steps"] and "val_loss" in last  # evaluated at the end
@@ -150,8 +157,8 @@ def test_a_budget_smaller_than_the_timed_updates_still_ends_evaluated(tmp_path, 
     # the 10 updates that time the step are done before the budget is known: a budget that
     # fits fewer must end right there, evaluated, not skip its final evaluation
     tcfg = TrainConfig(max_steps=10**6, minutes=1e-5, **{**SMALL, "eval_every": 10**6})
-    result = run(tmp_path, tokenizer_dir, tcfg=tcfg)
-    assert result["steps"] == train.MEASURED_STEPS + 2 and result["val_loss"] is not None
+    result = run(tmp_path, tokenizer_dir, train=tcfg)
+    assert result["steps"] == loop.MEASURED_STEPS + 2 and result["val_loss"] is not None
     assert load_checkpoint(tmp_path).step == result["steps"]
 
 
@@ -162,3 +169,22 @@ def test_a_run_that_cannot_fit_is_refused_before_anything_is_written(tmp_path, m
     with pytest.raises(ValueError, match="micro-batch"):
         run(tmp_path / "run")
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def test_the_loop_evaluates_logs_and_then_saves(tmp_path):
+    """The loop's contract with its callbacks, without a model: evaluations every eval_every
+    updates and after the last, each written to metrics.jsonl before its checkpoint."""
+    saved = []
+
+    def save(step, total, val_loss):
+        logged = (tmp_path / "metrics.jsonl").read_text().splitlines()
+        saved.append((step, total, val_loss, json.loads(logged[-1])["step"]))
+
+    objective = loop.Objective("test", lambda step, total: {"loss": float(step)},
+                               lambda step: {"val_loss": step / 10}, save, 1, "ex")
+    done = loop.train(objective, loop.Schedule(0, 5, eval_every=2, log_every=10), tmp_path,
+                      progress=False)
+    assert saved == [(2, 5, 0.2, 2), (4, 5, 0.4, 4), (5, 5, 0.5, 5)]
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lines == [{"step": s, "loss": s - 1.0, "val_loss": s / 10} for s in (2, 4, 5)]
+    assert done.steps == 5 and done.validation == {"val_loss": 0.5}

@@ -11,7 +11,7 @@ multiple-choice task (Figure 2 right): pick the answer whose tokens the model fi
 probable on average, given the context. The paper's own rows are printed beside ours.
 """
 
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,8 @@ from tqdm import tqdm
 from ..fileio import write_json_atomic, write_text_atomic
 from ..plots import plot_bars
 from ..training.task_objective import FinetuneConfig
-from .finetune import load_task, run_finetuning, source_text_dir
-from .pretrain import load_model
+from .finetune import FinetunePlan, run_finetuning
+from .run_folder import load_model, load_task, plan_json, source_text_dir
 
 TASKS = ("genre", "continuation", "same-work", "next-line")
 VARIANTS = {  # name: (transfer_layers, lm_coef)
@@ -39,6 +39,18 @@ def ablation_config(**overrides):
     """The fine-tuning settings of the ablation: GPT-1's recipe, with the learning rate and
     epochs a 4 x 128 model needs (found by experiment; see README, Results)."""
     return replace(FinetuneConfig(lr=1e-3, epochs=3), **overrides)
+
+
+@dataclass
+class AblationPlan:
+    """What `python -m minigpt1 ablation` runs (cli.py builds it from the flags)."""
+
+    checkpoint: str | Path  # a pre-trained run folder (e.g. the demo's)
+    out_dir: str | Path = "runs/ablation"  # where the runs and the tables go
+    text_dir: str | Path | None = None  # corpus for the tasks (default: the checkpoint's own)
+    finetune: FinetuneConfig = field(default_factory=ablation_config)  # each variant's base
+    tasks: tuple[str, ...] = TASKS
+    force: bool = False  # replace an earlier ablation in out_dir
 
 
 def zero_shot_multiple_choice(model, tokenizer, examples, progress=True):
@@ -75,16 +87,15 @@ def markdown_table(results, zero_shot, tasks=TASKS):
     return "\n".join(lines)
 
 
-def run_ablation(checkpoint, out_dir, text_dir=None, fcfg=None, tasks=TASKS, force=False,
-                 progress=True):
+def run_ablation(plan, progress=True):
     """Fine-tune every variant on every task; write and return the table (test scores)."""
-    out_dir = Path(out_dir)
-    if (out_dir / "ablation.md").exists() and not force:
+    out_dir = Path(plan.out_dir)
+    if (out_dir / "ablation.md").exists() and not plan.force:
         raise FileExistsError(f"{out_dir} already holds an ablation; use --force or another --out")
-    fcfg = fcfg or ablation_config()
-    text_dir = text_dir or source_text_dir(checkpoint)
+    fcfg, tasks = plan.finetune, plan.tasks
+    text_dir = plan.text_dir or source_text_dir(plan.checkpoint)
     data = {name: load_task(name, text_dir=text_dir, seed=fcfg.seed) for name in tasks}
-    model, tokenizer = load_model(checkpoint)
+    model, tokenizer = load_model(plan.checkpoint)
     zero_shot = None
     if "next-line" in data:
         zero_shot = zero_shot_multiple_choice(model, tokenizer, data["next-line"].splits["test"],
@@ -97,14 +108,15 @@ def run_ablation(checkpoint, out_dir, text_dir=None, fcfg=None, tasks=TASKS, for
         for name, task in data.items():
             print(f"--- {variant}: {name} ---")
             folder = out_dir / variant.replace(" + ", "-").replace(" ", "-") / name
-            run = run_finetuning(checkpoint, name, folder, fcfg=config, task=task, force=True,
-                                 progress=progress)
+            run = run_finetuning(FinetunePlan(plan.checkpoint, name, folder, finetune=config,
+                                              force=True), task, progress=progress)
             results[variant][name] = run["scores"]["test"]
     table = markdown_table(results, zero_shot, tasks)
     write_text_atomic(out_dir / "ablation.md", table + "\n")
-    write_json_atomic(out_dir / "ablation.json", {"checkpoint": str(checkpoint),
+    write_json_atomic(out_dir / "ablation.json", {"checkpoint": str(plan.checkpoint),
                                                   "settings": asdict(fcfg), "test": results,
-                                                  "zero_shot_next_line": zero_shot})
+                                                  "zero_shot_next_line": zero_shot,
+                                                  "plan": plan_json(plan)})
     bars = {task: {v: 100 * results[v][task] for v in results} for task in tasks}
     plot_bars(bars, out_dir / "ablation.png", title="Ablation on the Shakespeare tasks (test)",
               ylabel="accuracy (%)")

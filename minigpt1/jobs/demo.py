@@ -8,30 +8,21 @@ loss curves, the learning-rate schedule, attention maps and a summary in runs/<n
 
 import hashlib
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import GPTConfig
-from ..corpus.shakespeare import prepare_shakespeare
-from ..corpus.texts import SAMPLE_DIR, load_text_dir, split_documents
+from ..corpus.text_folders import load_text_dir, split_documents
 from ..fileio import write_text_atomic
 from ..model.generate import generate
 from ..model.gpt import GPT
 from ..plots import plot_attention
 from ..tokenizer.bpe import BPETokenizer
 from ..training.lm_objective import TrainConfig
-from .pretrain import run_pretraining
+from .pretrain import PretrainPlan, run_pretraining
+from .run_folder import default_corpus
 
 PROMPT = "Romeo.\n"
-
-
-def default_corpus(data_dir):
-    """The prepared Shakespeare folder; the sample corpus, with a visible note, when offline."""
-    try:
-        return prepare_shakespeare(data_dir, progress=False)
-    except (OSError, RuntimeError, ValueError) as err:
-        print(f"NOTE: could not prepare Shakespeare ({err}).\n"
-              f"NOTE: using the small sample corpus in {SAMPLE_DIR} instead.")
-        return SAMPLE_DIR
 
 
 def cached_tokenizer(text_dir, vocab_size, mode, cache_root):
@@ -76,26 +67,39 @@ def demo_train_config(minutes, seed=0):
     return TrainConfig(max_steps=10**6, minutes=minutes, seed=seed)
 
 
-def run_demo(minutes=10.0, preset="small", out=None, data_dir="data", text_dir=None,
-             vocab_size=None, bpe_mode="bytes", tcfg=None, seed=0):
+@dataclass
+class DemoPlan:
+    """What `python -m minigpt1 demo` runs (cli.py builds it from the flags)."""
+
+    preset: str = "small"  # the model's size: tiny | small | gpt1
+    out: str | Path | None = None  # the run folder (default runs/demo-<time>)
+    data_dir: str | Path = "data"  # where corpora, tokenizers and token-id caches live
+    text_dir: str | Path | None = None  # texts to train on (default: Shakespeare)
+    vocab_size: int | None = None  # BPE vocabulary (default: the preset's)
+    bpe_mode: str = "bytes"  # bytes | gpt1
+    train: TrainConfig = field(default_factory=lambda: demo_train_config(10.0))  # its seed too
+
+
+def run_demo(plan):
     """Run the whole demo; returns the pre-training summary (see pretrain.run_pretraining)."""
-    text_dir = Path(text_dir) if text_dir else default_corpus(data_dir)
-    vocab_size = vocab_size or GPTConfig.preset(preset).vocab_size
-    tokenizer_dir = cached_tokenizer(text_dir, vocab_size, bpe_mode, Path(data_dir) / "tokenizers")
+    text_dir = Path(plan.text_dir) if plan.text_dir else default_corpus(plan.data_dir)
+    vocab_size = plan.vocab_size or GPTConfig.preset(plan.preset).vocab_size
+    data_dir, seed = Path(plan.data_dir), plan.train.seed
+    tokenizer_dir = cached_tokenizer(text_dir, vocab_size, plan.bpe_mode, data_dir / "tokenizers")
     tokenizer = BPETokenizer.load(tokenizer_dir)
-    run_dir = Path(out) if out else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
-    cfg = GPTConfig.preset(preset, vocab_size=tokenizer.vocab_size)
+    run_dir = Path(plan.out) if plan.out else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    cfg = GPTConfig.preset(plan.preset, vocab_size=tokenizer.vocab_size)
     before = sample(GPT(cfg, seed=seed), tokenizer, seed=seed)
     print(f"--- the untrained model writes ---\n{before}\n---")
-    tcfg = tcfg or demo_train_config(minutes, seed)
-    result = run_pretraining(text_dir, run_dir, preset, tcfg, tokenizer_dir=tokenizer_dir,
-                             cache_dir=Path(data_dir) / "cache")
+    result = run_pretraining(PretrainPlan(text_dir, run_dir, plan.preset, plan.train,
+                                          tokenizer_dir=tokenizer_dir,
+                                          cache_dir=data_dir / "cache"))
     model = result["model"]
     after = sample(model, tokenizer, seed=seed)
     print(f"--- after {result['steps']} updates it writes ---\n{after}\n---")
     question = PROMPT + "What say you"
     plot_attention(model.attention_maps([tokenizer.encode(question)]), tokenizer.tokens(question),
                    run_dir / "attention.png", layers=[0, cfg.n_layer - 1])
-    write_summary(run_dir, result, cfg, before, after, tcfg)
+    write_summary(run_dir, result, cfg, before, after, plan.train)
     print(f"summary, plots and checkpoints: {run_dir}/")
     return result

@@ -9,20 +9,18 @@
         results.json      the task's metric on validation and test after the last epoch
 
 On several ranks (`world`, see distributed.py) rank 0 alone prepares the run; the others
-receive the configs, the encoded examples, the weights and the optimizer state from it.
+receive the plan, the model config, the task and the encoded examples from it, then the
+weights and the optimizer state.
 """
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..config import GPTConfig
-from ..corpus.texts import load_text_dir
 from ..errors import FormatError
 from ..fileio import read_json, section, write_json_atomic
-from ..finetuning.shakespeare_tasks import SHAKESPEARE_TASKS, make_shakespeare_task
-from ..finetuning.task_files import FILE_TASKS, load_task_files
 from ..finetuning.task_model import HEAD, TaskModel, transfer_layers, with_special_tokens
 from ..finetuning.transformations import (
     EncodedExample,
@@ -36,41 +34,52 @@ from ..plots import plot_losses
 from ..tokenizer.bpe import BPETokenizer
 from ..training.checkpoint import load_checkpoint
 from ..training.distributed import SINGLE
-from ..training.lm_objective import check_rank_fits
 from ..training.optim import AdamW
 from ..training.task_objective import FinetuneConfig, evaluate_task, finetune
-from .pretrain import FORMAT_VERSION, check_run_dir, load_model, start_run_dir
+from ..training.update import check_rank_fits
+from .run_folder import (
+    FORMAT_VERSION,
+    check_run_dir,
+    load_model,
+    load_task,
+    plan_json,
+    source_text_dir,
+    start_run_dir,
+)
 
 
-def task_names():
-    return [*SHAKESPEARE_TASKS, *FILE_TASKS]
+@dataclass
+class FinetunePlan:
+    """What to fine-tune, on which task, and where: `python -m minigpt1 finetune`'s flags
+    (cli.py builds it), recorded in run.json as "plan"."""
+
+    checkpoint: str | Path  # a pre-training run folder, or a HuggingFace openai-gpt folder
+    task: str  # a task name (run_folder.task_names())
+    run_dir: str | Path  # the run folder (--out)
+    data: str | Path | None = None  # the task's folder; texts for the Shakespeare tasks
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    which: str = "last"  # which checkpoint of a pre-training run: last | best
+    resume: bool = False  # continue the run in run_dir (its own task and settings)
+    force: bool = False  # delete a run already in run_dir and start over
+    device: str = "cpu"  # cpu | cuda
+    allow_truncation: bool = True  # False: an example longer than the context is an error
+
+    @classmethod
+    def from_json(cls, values):
+        return cls(**{**values, "finetune": FinetuneConfig(**values["finetune"])})
 
 
-def load_task(name, data=None, seed=0, text_dir=None):
-    """TaskData for a task name: the Shakespeare tasks are built from `data` (or text_dir,
-    the corpus the model was pre-trained on, or the default corpus); file tasks read `data`."""
-    if name in SHAKESPEARE_TASKS:
-        if data is None and text_dir is None:
-            from .demo import default_corpus
+@dataclass
+class PreparedFinetuning:
+    """What rank 0 prepares before the first update, and every rank trains from."""
 
-            text_dir = default_corpus("data")
-        return make_shakespeare_task(name, load_text_dir(data or text_dir), seed)
-    if name in FILE_TASKS:
-        if data is None:
-            raise ValueError(f"task {name} is read from its files: give --data FOLDER "
-                             f"({FILE_TASKS[name].description or 'the dataset folder'})")
-        return load_task_files(name, data)
-    raise ValueError(f"unknown task {name!r}; choose one of {', '.join(task_names())}")
-
-
-def source_text_dir(checkpoint):
-    """The corpus a pre-training run folder was trained on, or None."""
-    run_json = Path(checkpoint) / "run.json"
-    if run_json.exists():
-        text_dir = read_json(run_json, what="run description").get("text_dir")
-        if isinstance(text_dir, str) and text_dir and Path(text_dir).is_dir():
-            return text_dir
-    return None
+    plan: FinetunePlan  # a resumed run's carries its own task, data, source and settings
+    cfg: GPTConfig  # the pre-trained model's, with the task's special tokens
+    spec: TaskSpec
+    encoded: dict  # {split: [EncodedExample]}; the other ranks get train and validation
+    start_step: int = 0
+    model: TaskModel | None = None  # rank 0 only: the weights to start from
+    optimizer: dict | None = None  # rank 0 only: the AdamW state to resume
 
 
 def subsample_train(task, n, seed):
@@ -118,60 +127,72 @@ def read_finetune_run(run_dir):
     return run, cfg, fcfg, spec
 
 
-def resumed_task_model(run_dir, device="cpu"):
-    """(TaskModel, tokenizer, checkpoint, FinetuneConfig, run.json) of a fine-tuning run to
-    continue."""
+def resumed_task_model(plan):
+    """(TaskModel, tokenizer, checkpoint, plan) of the fine-tuning run in plan.run_dir, to
+    continue: the plan returned carries the run's own task, data, source and FinetuneConfig."""
+    run_dir = Path(plan.run_dir)
     run, cfg, fcfg, spec = read_finetune_run(run_dir)
     checkpoint = load_checkpoint(run_dir)
     missing = [k for k in HEAD if k not in checkpoint.params]
     if missing:
         raise FormatError(f"{checkpoint.folder / 'params.npz'}: no task head {missing}")
     body = {k: v for k, v in checkpoint.params.items() if k not in HEAD}
-    gpt = GPT(cfg, seed=fcfg.seed, device=device, params=body)
+    gpt = GPT(cfg, seed=fcfg.seed, device=plan.device, params=body)
     head = {k: checkpoint.params[k] for k in HEAD}
     model = TaskModel(gpt, spec, fcfg.seed, fcfg.clf_pdrop, head)
-    return model, BPETokenizer.load(run_dir / "tokenizer"), checkpoint, fcfg, run
+    plan = replace(plan, task=spec.name, data=run.get("data"), checkpoint=run["checkpoint"],
+                   finetune=fcfg)
+    return model, BPETokenizer.load(run_dir / "tokenizer"), checkpoint, plan
 
 
-def run_finetuning(checkpoint, task_name, run_dir, data=None, fcfg=None, which="last",
-                   resume=False, force=False, device="cpu", progress=True, task=None,
-                   allow_truncation=True, world=SINGLE):
-    """Fine-tune (or resume) on a task; returns a summary with validation and test metrics.
+def run_finetuning(plan, task=None, world=SINGLE, progress=True):
+    """Fine-tune (or resume) as planned; returns a summary with validation and test metrics.
 
-    `task` (TaskData) skips loading by name, for callers that built the examples already.
-    With allow_truncation=False an example longer than the context is an error, not cut.
-    On several ranks, rank 0 prepares the run and every rank trains; only rank 0 evaluates
-    the test split and returns the summary (the others None).
+    `task` (TaskData) skips loading plan.task by name, for callers that built the examples
+    already. On several ranks, rank 0 prepares the run and every rank trains; only rank 0
+    evaluates the test split and returns the summary (the others None).
     """
-    run = {}
-    if world.is_writer:  # the other ranks receive run["shared"] below
-        run = prepare_finetuning(checkpoint, task_name, run_dir, data, fcfg, which, resume,
-                                 force, device, task, allow_truncation, world)
-    shared = world.broadcast(run.get("shared"))
-    fcfg = FinetuneConfig(**shared["finetune"])
-    model = run.get("model") or TaskModel(
-        GPT(GPTConfig.from_dict(shared["config"]), seed=fcfg.seed, device=device),
-        TaskSpec(**shared["task"]), fcfg.seed, fcfg.clf_pdrop)
-    if world.is_writer:
-        train, validation = run["encoded"]["train"], run["encoded"]["validation"]
-    else:
-        train, validation = (examples_from_json(rows) for rows in shared["examples"])
+    run = share(prepare_finetuning(plan, task, world) if world.is_writer else None, world)
+    fcfg = run.plan.finetune
+    model = run.model or TaskModel(GPT(run.cfg, seed=fcfg.seed, device=run.plan.device),
+                                   run.spec, fcfg.seed, fcfg.clf_pdrop)
     optimizer = AdamW(model.params, lr=fcfg.lr, weight_decay=fcfg.weight_decay)
-    if run.get("optimizer"):
-        optimizer.load_state_dict(run["optimizer"])
+    if run.optimizer:
+        optimizer.load_state_dict(run.optimizer)
     world.share_weights(model, optimizer)  # all ranks start from rank 0's weights
-    result = finetune(model, optimizer, train, validation, fcfg, Path(run_dir),
-                      shared["start_step"], progress, world)
+    run_dir = Path(run.plan.run_dir)
+    result = finetune(model, optimizer, run.encoded["train"], run.encoded["validation"], fcfg,
+                      run_dir, run.start_step, progress, world)
     if not world.is_writer:
         return None
-    encoded, spec = run["encoded"], model.spec
+    spec = model.spec
     scores = {split: evaluate_task(model, examples, fcfg.batch_size)["metric"]
-              for split, examples in encoded.items() if split != "train"}
-    write_json_atomic(Path(run_dir) / "results.json", {"task": spec.name, "metric": spec.metric,
-                                                       **scores})
-    plot_losses(Path(run_dir) / "metrics.jsonl", Path(run_dir) / "loss.png",
+              for split, examples in run.encoded.items() if split != "train"}
+    write_json_atomic(run_dir / "results.json", {"task": spec.name, "metric": spec.metric,
+                                                 **scores})
+    plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png",
                 title=f"fine-tuning on {spec.name} (lambda = {fcfg.lm_coef})")
-    return {"run_dir": Path(run_dir), "model": model, "spec": spec, "scores": scores, **result}
+    return {"run_dir": run_dir, "model": model, "spec": spec, "scores": scores, **result}
+
+
+def share(run, world):
+    """Rank 0's PreparedFinetuning on every rank: the plan, the model config, the task and the
+    training and validation examples travel (as JSON, no pickle); the weights follow by
+    share_weights."""
+    if world.size == 1:
+        return run
+    if world.is_writer:
+        world.broadcast({
+            "plan": plan_json(run.plan), "config": run.cfg.to_dict(), "task": asdict(run.spec),
+            "start_step": run.start_step,
+            "examples": [examples_to_json(run.encoded[split]) for split in ("train", "validation")],
+        })  # fmt: skip
+        return run
+    sent = world.broadcast()
+    train, validation = (examples_from_json(rows) for rows in sent["examples"])
+    return PreparedFinetuning(FinetunePlan.from_json(sent["plan"]),
+                              GPTConfig.from_dict(sent["config"]), TaskSpec(**sent["task"]),
+                              {"train": train, "validation": validation}, sent["start_step"])
 
 
 def examples_to_json(examples):
@@ -184,49 +205,48 @@ def examples_from_json(rows):
             for seqs, label, truncated, source in rows]
 
 
-def prepare_finetuning(checkpoint, task_name, run_dir, data, fcfg, which, resume, force, device,
-                       task, allow_truncation, world=SINGLE):
+def prepare_finetuning(plan, task=None, world=SINGLE):
     """Check, read and write what a fine-tuning run needs before its first update: the
     model with its task head, the encoded examples, run.json or the checkpoint to resume."""
-    run_dir = check_run_dir(run_dir, resume, force)
-    start_step = 0
-    if resume:
-        model, tokenizer, saved, fcfg, run = resumed_task_model(run_dir, device)
-        task_name, data, checkpoint = model.spec.name, run.get("data"), run["checkpoint"]
-        start_step = saved.step
+    run_dir = check_run_dir(plan.run_dir, plan.resume, plan.force)
+    saved = None
+    if plan.resume:
+        model, tokenizer, saved, plan = resumed_task_model(plan)
     else:
-        fcfg = fcfg or FinetuneConfig()
-        gpt, tokenizer = load_model(checkpoint, which, device)  # fails early, before the data
-    task = task or load_task(task_name, data, fcfg.seed, source_text_dir(checkpoint))
+        gpt, tokenizer = load_model(plan.checkpoint, plan.which, plan.device)  # fails early
+    fcfg = plan.finetune
+    task = task or load_task(plan.task, plan.data, fcfg.seed, source_text_dir(plan.checkpoint))
     if fcfg.max_train_examples is not None:
         task = subsample_train(task, fcfg.max_train_examples, fcfg.seed)
-    if not resume:
+    if not plan.resume:
         model = new_task_model(gpt, tokenizer, task.spec, fcfg)
-    encoded = encode_splits(task, tokenizer, model.gpt.cfg.n_ctx, allow_truncation)
+    encoded = encode_splits(task, tokenizer, model.gpt.cfg.n_ctx, plan.allow_truncation)
     longest = max(len(seq) for example in encoded["train"] for seq in example.sequences)
     batch = min(fcfg.batch_size, len(encoded["train"]))
     check_rank_fits(model.gpt.cfg, world, batch, fcfg.micro_batch_size, longest,
                     sequences_per_item=len(encoded["train"][0].sequences))
-    if not resume:  # only now: bad data must not cost an earlier run its folder
-        start_run_dir(run_dir)
-        tokenizer.save(run_dir / "tokenizer")
-        write_json_atomic(run_dir / "run.json", {
-            "format_version": FORMAT_VERSION, "kind": "finetune", "task": asdict(task.spec),
-            "checkpoint": str(checkpoint), "which": which, "data": data and str(data),
-            "config": model.gpt.cfg.to_dict(), "finetune": asdict(fcfg),
-        })  # fmt: skip
+    if not plan.resume:  # only now: bad data must not cost an earlier run its folder
+        start_finetune_folder(plan, task.spec, model.gpt.cfg, tokenizer)
     print(show_layout(encoded["train"][0], tokenizer))
-    if resume:
-        print(f"resuming {run_dir} at step {start_step}")
+    if saved:
+        print(f"resuming {run_dir} at step {saved.step}")
     if world.size > 1:
         print("\n".join(world.describe(batch, fcfg.micro_batch_size, fcfg.lr)))
     counts = ", ".join(f"{len(v):,} {k}" for k, v in encoded.items())
     print(f"task {task.spec.name} ({task.spec.kind}, metric {task.spec.metric}): {counts}; "
           f"lambda = {fcfg.lm_coef}")
-    examples = None  # what the other ranks train and evaluate on, if there are others
-    if world.size > 1:
-        examples = [examples_to_json(encoded[split]) for split in ("train", "validation")]
-    return {"model": model, "encoded": encoded, "optimizer": saved.optimizer if resume else None,
-            "shared": {"config": model.gpt.cfg.to_dict(), "finetune": asdict(fcfg),
-                       "task": asdict(task.spec), "start_step": start_step,
-                       "examples": examples}}
+    return PreparedFinetuning(plan, model.gpt.cfg, task.spec, encoded, saved.step if saved else 0,
+                              model, saved and saved.optimizer)
+
+
+def start_finetune_folder(plan, spec, cfg, tokenizer):
+    """A new run folder: the tokenizer with the task's special tokens, and run.json."""
+    run_dir = Path(plan.run_dir)
+    start_run_dir(run_dir)
+    tokenizer.save(run_dir / "tokenizer")
+    write_json_atomic(run_dir / "run.json", {
+        "format_version": FORMAT_VERSION, "kind": "finetune", "task": asdict(spec),
+        "checkpoint": str(plan.checkpoint), "which": plan.which,
+        "data": plan.data and str(plan.data), "config": cfg.to_dict(),
+        "finetune": asdict(plan.finetune), "plan": plan_json(plan),
+    })  # fmt: skip

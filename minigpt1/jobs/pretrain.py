@@ -1,75 +1,191 @@
 """The pre-training job: a folder of texts -> tokenizer -> token ids -> model -> a run folder.
 
     RUN/
-        run.json          what the run is: model config, training config, data, tokenizer
-        tokenizer/        the BPE files (trained here unless --tokenizer was given)
+        run.json          what the run is: model config, training config, data, tokenizer,
+                          and the plan it was started with
+        tokenizer/        the BPE files (trained here unless the plan names a tokenizer)
         metrics.jsonl     one JSON line per logged step (step, loss, lr, val_loss, ...)
-        checkpoints/      last and best (see checkpoint.py)
+        checkpoints/      last and best (see training/checkpoint.py)
         loss.png, lr.png  training and validation loss, learning rate (written at the end)
 
-A run folder belongs to one run: starting a new run in it needs `force=True`, and resuming
-checks that the tokenizer and the architecture are the ones the run started with.
+A run folder belongs to one run: starting a new run in it needs `force`, and resuming checks
+that the tokenizer and the architecture are the ones the run started with.
 
 On several ranks (`world`, see distributed.py) rank 0 alone prepares the run as above; the
-others receive the configs, the token ids, the weights and the optimizer state from it.
+others receive the plan, the model config and the token ids from it, then the weights and
+the optimizer state.
 """
 
-import hashlib
-import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..config import GPTConfig
-from ..corpus.texts import cache_file, chars_and_bytes, encode_texts, load_text_dir, split_documents
-from ..errors import FormatError
+from ..corpus.text_folders import (
+    cache_file,
+    chars_and_bytes,
+    encode_texts,
+    load_text_dir,
+    split_documents,
+)
 from ..fileio import read_json, section, write_json_atomic
 from ..model.gpt import GPT
-from ..model.huggingface import from_pretrained
 from ..plots import plot_losses, plot_lr
 from ..tokenizer.bpe import BPETokenizer
-from ..training.checkpoint import load_checkpoint, read_index
+from ..training.checkpoint import Checkpoint, load_checkpoint
 from ..training.distributed import SINGLE
 from ..training.estimate import describe
-from ..training.lm_objective import TrainConfig, check_rank_fits, pretrain, rank_micro_batches
+from ..training.lm_objective import TokenData, TrainConfig, pretrain
 from ..training.optim import AdamW
+from ..training.update import check_rank_fits, rank_micro_batches
+from .run_folder import (
+    FORMAT_VERSION,
+    check_run_dir,
+    checkpoint_config,
+    fingerprint,
+    plan_json,
+    start_run_dir,
+)
 
-FORMAT_VERSION = 1
 DROPOUTS = ("embd_pdrop", "attn_pdrop", "resid_pdrop")
 
 
-def fingerprint(directory):
-    """sha256 over the names and bytes of a folder's files: changes when the tokenizer does."""
-    h = hashlib.sha256()
-    for path in sorted(Path(directory).iterdir()):
-        if path.is_file():
-            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
+@dataclass
+class PretrainPlan:
+    """What to pre-train, on what and where: `python -m minigpt1 pretrain`'s flags (cli.py
+    builds it), recorded in run.json as "plan"."""
+
+    text_dir: str | Path  # a folder of UTF-8 .txt files
+    run_dir: str | Path  # the run folder (--out)
+    preset: str = "small"  # the model's size: tiny | small | gpt1
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tokenizer_dir: str | Path | None = None  # use this BPE instead of training one
+    vocab_size: int | None = None  # BPE vocabulary to train (default: the preset's)
+    bpe_mode: str = "bytes"  # bytes: lossless byte-level BPE; gpt1: GPT-1's lower-cased
+    n_ctx: int | None = None  # context length, at most the preset's (default: the preset's)
+    dropout: float | None = None  # replaces the preset's three dropout rates (GPT-1: 0.1)
+    resume: bool = False  # continue the run in run_dir (its own settings, from run.json)
+    force: bool = False  # delete a run already in run_dir and start over
+    device: str = "cpu"  # cpu | cuda
+    cache_dir: str | Path | None = None  # token-id cache (default text_dir/.minigpt1-cache)
+
+    @classmethod
+    def from_json(cls, values):
+        return cls(**{**values, "train": TrainConfig(**values["train"])})
 
 
-def check_run_dir(run_dir, resume, force):
-    """Raise unless run_dir may be used as asked (changes nothing)."""
-    run_dir = Path(run_dir)
-    is_run = (run_dir / "run.json").exists()
-    if resume:
-        if not is_run or read_index(run_dir) is None:
-            raise FileNotFoundError(
-                f"nothing to resume in {run_dir}: no run.json and checkpoint there; "
-                "start a run with --out without --resume"
-            )
-    elif run_dir.exists() and any(run_dir.iterdir()) and not force:
-        what = "holds another run" if is_run else "is not empty"
-        raise FileExistsError(
-            f"{run_dir} {what}; use --resume to continue it, another --out, or --force "
-            "to delete it and start over"
-        )
-    return run_dir
+@dataclass
+class PreparedRun:
+    """What rank 0 prepares before the first update, and every rank trains from."""
+
+    plan: PretrainPlan  # a resumed run's carries the TrainConfig the run started with
+    cfg: GPTConfig
+    data: TokenData
+    start_step: int = 0
+    total_steps: int | None = None  # None: a fresh run, planned once its first updates are timed
+    tokenizer: BPETokenizer | None = None  # rank 0 only
+    checkpoint: Checkpoint | None = None  # rank 0 only: the weights and AdamW state to resume
 
 
-def start_run_dir(run_dir):
-    """An empty run folder (what force allowed to be there is deleted)."""
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+def run_pretraining(plan, world=SINGLE, progress=True):
+    """Pre-train (or resume) a model as planned; returns a summary dict.
+
+    Token ids are cached in plan.cache_dir, keyed by the texts and the tokenizer, so a second
+    run on the same data skips the encoding. On several ranks, rank 0 prepares the run and
+    every rank trains; only rank 0 returns the summary (the others None).
+    """
+    run = share(prepare_pretraining(plan, world) if world.is_writer else None, world)
+    tcfg, checkpoint = run.plan.train, run.checkpoint
+    model = GPT(run.cfg, seed=tcfg.seed, device=run.plan.device,
+                params=checkpoint and checkpoint.params)
+    optimizer = AdamW(model.params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    if checkpoint:
+        optimizer.load_state_dict(checkpoint.optimizer)
+    world.share_weights(model, optimizer)  # all ranks start from rank 0's weights
+    run_dir = Path(run.plan.run_dir)
+    result = pretrain(model, optimizer, run.data, tcfg, run_dir, run.start_step,
+                      run.total_steps, progress, world)
+    if not world.is_writer:
+        return None
+    plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png",
+                title=f"pre-training {run.plan.preset} on {run.plan.text_dir}")
+    plot_lr(run_dir / "metrics.jsonl", run_dir / "lr.png")
+    return {"run_dir": run_dir, "model": model, "tokenizer": run.tokenizer, **result}
+
+
+def share(run, world):
+    """Rank 0's PreparedRun on every rank: the plan, the model config, where to start and the
+    token ids travel (as JSON and arrays, no pickle); the weights follow by share_weights."""
+    if world.size == 1:
+        return run
+    if world.is_writer:
+        world.broadcast({
+            "plan": plan_json(run.plan), "config": run.cfg.to_dict(), "start_step": run.start_step,
+            "total_steps": run.total_steps, "train_ids": run.data.train, "val_ids": run.data.val,
+            "val_tokens_per_unit": run.data.val_tokens_per_unit, "unit": run.data.unit,
+        })  # fmt: skip
+        return run
+    sent = world.broadcast()
+    data = TokenData(sent["train_ids"], sent["val_ids"], sent["val_tokens_per_unit"],
+                     sent["unit"])
+    return PreparedRun(PretrainPlan.from_json(sent["plan"]), GPTConfig.from_dict(sent["config"]),
+                       data, sent["start_step"], sent["total_steps"])
+
+
+def prepare_pretraining(plan, world=SINGLE):
+    """Check, read and write what a run needs before its first update: the run folder, the
+    tokenizer, the token ids, run.json or the checkpoint to resume."""
+    run_dir = check_run_dir(plan.run_dir, plan.resume, plan.force)
+    train_texts, val_texts = split_documents(load_text_dir(plan.text_dir))  # before any write
+    preset = GPTConfig.preset(plan.preset)
+    vocab_size, n_ctx = plan.vocab_size or preset.vocab_size, plan.n_ctx or preset.n_ctx
+    if not plan.resume:  # refuse an update that cannot fit in memory before anything is written
+        planned = GPTConfig.preset(plan.preset, vocab_size=vocab_size, n_ctx=n_ctx)
+        check_rank_fits(planned, world, plan.train.batch_size, plan.train.micro_batch_size)
+        start_run_dir(run_dir)
+    tokenizer = get_tokenizer(run_dir, train_texts, plan.tokenizer_dir, vocab_size,
+                              plan.bpe_mode, plan.resume)
+    key = fingerprint(run_dir / "tokenizer")
+    data = token_data(plan, tokenizer, key, train_texts, val_texts)
+    if plan.resume:
+        run = resume_run(plan, tokenizer, data, world)
+    else:
+        rates = {} if plan.dropout is None else dict.fromkeys(DROPOUTS, plan.dropout)
+        cfg = GPTConfig.preset(plan.preset, vocab_size=tokenizer.vocab_size, n_ctx=n_ctx, **rates)
+        write_json_atomic(run_dir / "run.json", {
+            "format_version": FORMAT_VERSION, "kind": "pretrain", "preset": plan.preset,
+            "config": cfg.to_dict(), "train": asdict(plan.train), "text_dir": str(plan.text_dir),
+            "bpe_mode": tokenizer.mode, "tokenizer_fingerprint": key, "plan": plan_json(plan),
+        })  # fmt: skip
+        run = PreparedRun(plan, cfg, data, tokenizer=tokenizer)
+    print_estimate(run.cfg, run.plan.train, world)
+    print(f"data: {len(data.train):,} training and {len(data.val):,} validation tokens "
+          f"({tokenizer.mode} BPE, {tokenizer.vocab_size:,} tokens)")
+    return run
+
+
+def token_data(plan, tokenizer, key, train_texts, val_texts):
+    """The texts' token ids, cached under a name made of the texts and the tokenizer's
+    fingerprint `key`, and the validation text's tokens per byte (or character)."""
+    cache = Path(plan.cache_dir or Path(plan.text_dir) / ".minigpt1-cache")
+    train_ids = encode_texts(train_texts, tokenizer, cache_file(cache, "train", train_texts, key))
+    val_ids = encode_texts(val_texts, tokenizer, cache_file(cache, "val", val_texts, key))
+    unit = "byte" if tokenizer.mode == "bytes" else "char"
+    chars, nbytes = chars_and_bytes(val_texts)
+    return TokenData(train_ids, val_ids, len(val_ids) / (nbytes if unit == "byte" else chars),
+                     unit)
+
+
+def resume_run(plan, tokenizer, data, world=SINGLE):
+    """The PreparedRun of the run in plan.run_dir, at its last checkpoint: run.json's
+    configs, not the plan's, say what it continues."""
+    _, cfg, tcfg = read_run(plan.run_dir)
+    checkpoint = load_checkpoint(plan.run_dir)
+    check_resume(cfg, checkpoint, tokenizer)
+    check_rank_fits(cfg, world, tcfg.batch_size, tcfg.micro_batch_size)
+    total_steps = checkpoint.state["total_steps"]
+    print(f"resuming {plan.run_dir} at step {checkpoint.step} of {total_steps}")
+    return PreparedRun(replace(plan, train=tcfg), cfg, data, checkpoint.step, total_steps,
+                       tokenizer, checkpoint)
 
 
 def get_tokenizer(run_dir, train_texts, tokenizer_dir=None, vocab_size=8192, mode="bytes",
@@ -88,7 +204,8 @@ def get_tokenizer(run_dir, train_texts, tokenizer_dir=None, vocab_size=8192, mod
 
 
 def read_run(run_dir):
-    """(run.json as a dict, its GPTConfig, its TrainConfig): what a resumed run continues."""
+    """(run.json as a dict, its GPTConfig, its TrainConfig): what a resumed run continues.
+    Run folders written before plans existed hold the same sections, and read the same."""
     path = Path(run_dir) / "run.json"
     run = read_json(path, what="run description")
     cfg = section(run, "config", GPTConfig.from_dict, path)
@@ -109,13 +226,6 @@ def check_resume(cfg, checkpoint, tokenizer):
     return cfg
 
 
-def checkpoint_config(checkpoint):
-    """The GPTConfig a checkpoint's state.json records (load_checkpoint built and checked it)."""
-    if checkpoint.config is None:
-        raise FormatError(f"{checkpoint.folder / 'state.json'}: no 'config' section")
-    return checkpoint.config
-
-
 def print_estimate(cfg, tcfg, world=SINGLE):
     mine, micro, _ = rank_micro_batches(world, tcfg.batch_size, tcfg.micro_batch_size)
     lines = describe(cfg, mine.stop - mine.start, cfg.n_ctx, micro_batch_size=micro,
@@ -126,134 +236,3 @@ def print_estimate(cfg, tcfg, world=SINGLE):
               f"{tcfg.micro_batch_size}")
     else:
         print("\n".join(world.describe(tcfg.batch_size, tcfg.micro_batch_size, tcfg.lr)))
-
-
-def run_pretraining(text_dir, run_dir, preset="small", tcfg=None, tokenizer_dir=None,
-                    vocab_size=None, bpe_mode="bytes", n_ctx=None, resume=False, force=False,
-                    device="cpu", progress=True, cache_dir=None, dropout=None, world=SINGLE):
-    """Pre-train (or resume) a model on the .txt files of text_dir; returns a summary dict.
-
-    Token ids are cached in cache_dir (default: text_dir/.minigpt1-cache), keyed by the texts
-    and the tokenizer, so a second run on the same data skips the encoding. `dropout`, if
-    given, replaces the preset's three dropout rates (GPT-1: 0.1). On several ranks, rank 0
-    prepares the run and every rank trains; only rank 0 returns the summary (the others None).
-    """
-    run = {}
-    if world.is_writer:  # the other ranks receive run["shared"] below
-        run = prepare_pretraining(text_dir, run_dir, preset, tcfg, tokenizer_dir, vocab_size,
-                                  bpe_mode, n_ctx, resume, force, cache_dir, dropout, world)
-    shared = world.broadcast(run.get("shared"))
-    cfg, tcfg = GPTConfig.from_dict(shared["config"]), TrainConfig(**shared["train"])
-    checkpoint = run.get("checkpoint")
-    model = GPT(cfg, seed=tcfg.seed, device=device, params=checkpoint and checkpoint.params)
-    optimizer = AdamW(model.params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    if checkpoint:
-        optimizer.load_state_dict(checkpoint.optimizer)
-    world.share_weights(model, optimizer)  # all ranks start from rank 0's weights
-    result = pretrain(model, optimizer, shared["train_ids"], shared["val_ids"], tcfg,
-                      Path(run_dir), shared["start_step"], shared["total_steps"],
-                      run.get("val_units_per_token"), run.get("unit", "char"), progress, world)
-    if not world.is_writer:
-        return None
-    metrics = Path(run_dir) / "metrics.jsonl"
-    plot_losses(metrics, Path(run_dir) / "loss.png", title=f"pre-training {preset} on {text_dir}")
-    plot_lr(metrics, Path(run_dir) / "lr.png")
-    return {"run_dir": Path(run_dir), "model": model, "tokenizer": run["tokenizer"], **result}
-
-
-def prepare_pretraining(text_dir, run_dir, preset, tcfg, tokenizer_dir, vocab_size, bpe_mode,
-                        n_ctx, resume, force, cache_dir, dropout, world=SINGLE):
-    """Check, read and write what a run needs before its first update: the run folder, the
-    tokenizer, the token ids, run.json or the checkpoint to resume. Returns them in a dict."""
-    run_dir = check_run_dir(run_dir, resume, force)
-    train_texts, val_texts = split_documents(load_text_dir(text_dir))  # may fail: before any write
-    preset_cfg = GPTConfig.preset(preset)
-    if not resume:  # refuse an update that cannot fit in memory before anything is written
-        tcfg = tcfg or TrainConfig()
-        planned = GPTConfig.preset(preset, vocab_size=vocab_size or preset_cfg.vocab_size,
-                                   n_ctx=n_ctx or preset_cfg.n_ctx)
-        check_rank_fits(planned, world, tcfg.batch_size, tcfg.micro_batch_size)
-        start_run_dir(run_dir)
-    tokenizer = get_tokenizer(run_dir, train_texts, tokenizer_dir,
-                              vocab_size or preset_cfg.vocab_size, bpe_mode, resume)
-    key = fingerprint(run_dir / "tokenizer")
-    cache = Path(cache_dir or Path(text_dir) / ".minigpt1-cache")
-    train_ids = encode_texts(train_texts, tokenizer, cache_file(cache, "train", train_texts, key))
-    val_ids = encode_texts(val_texts, tokenizer, cache_file(cache, "val", val_texts, key))
-    if resume:
-        _, cfg, tcfg = read_run(run_dir)
-        checkpoint = load_checkpoint(run_dir)
-        check_resume(cfg, checkpoint, tokenizer)
-        check_rank_fits(cfg, world, tcfg.batch_size, tcfg.micro_batch_size)
-        start_step, total_steps = checkpoint.step, checkpoint.state["total_steps"]
-        print(f"resuming {run_dir} at step {start_step} of {total_steps}")
-    else:
-        rates = {} if dropout is None else dict.fromkeys(DROPOUTS, dropout)
-        cfg = GPTConfig.preset(preset, vocab_size=tokenizer.vocab_size,
-                               n_ctx=n_ctx or preset_cfg.n_ctx, **rates)
-        write_json_atomic(run_dir / "run.json", {
-            "format_version": FORMAT_VERSION, "kind": "pretrain", "preset": preset,
-            "config": cfg.to_dict(), "train": asdict(tcfg), "text_dir": str(text_dir),
-            "bpe_mode": tokenizer.mode, "tokenizer_fingerprint": key,
-        })  # fmt: skip
-        checkpoint, start_step, total_steps = None, 0, None
-    print_estimate(cfg, tcfg, world)
-    print(f"data: {len(train_ids):,} training and {len(val_ids):,} validation tokens "
-          f"({tokenizer.mode} BPE, {tokenizer.vocab_size:,} tokens)")
-    unit = "byte" if tokenizer.mode == "bytes" else "char"
-    chars, nbytes = chars_and_bytes(val_texts)
-    return {"tokenizer": tokenizer, "checkpoint": checkpoint, "unit": unit,
-            "val_units_per_token": len(val_ids) / (nbytes if unit == "byte" else chars),
-            "shared": {"config": cfg.to_dict(), "train": asdict(tcfg), "train_ids": train_ids,
-                       "val_ids": val_ids, "start_step": start_step, "total_steps": total_steps}}
-
-
-def load_model(path, which="last", device="cpu"):
-    """(model, tokenizer) from a run folder (its last or best checkpoint) or from a
-    HuggingFace-style folder (config.json + model.safetensors + vocab.json + merges.txt)."""
-    path = Path(path)
-    if (path / "checkpoints" / "index.json").exists():
-        check_tokenizer(path / "tokenizer", path)
-        checkpoint = load_checkpoint(path, which)
-        cfg = checkpoint_config(checkpoint)
-        # a fine-tuned run also holds its task head (clf.*): the GPT itself is the rest
-        body = {k: v for k, v in checkpoint.params.items() if not k.startswith("clf.")}
-        model = GPT(cfg, device=device, params=body)
-        tokenizer = BPETokenizer.load(path / "tokenizer")
-    elif (path / "config.json").exists():
-        check_tokenizer(path, path)
-        model = from_pretrained(path, device=device)
-        # the real openai-gpt files carry no minigpt1_bpe.json: they are GPT-1's mode
-        mode = None if (path / "minigpt1_bpe.json").exists() else "gpt1"
-        tokenizer = BPETokenizer.load(path, mode)
-    else:
-        raise FileNotFoundError(
-            f"{path} is neither a run folder (checkpoints/index.json) nor a model folder "
-            "(config.json + model.safetensors)"
-        )
-    if tokenizer.vocab_size > model.cfg.vocab_size:
-        raise ValueError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the "
-                         f"model only {model.cfg.vocab_size}: they do not belong together")
-    return model, tokenizer
-
-
-def check_tokenizer(folder, model_dir):
-    if not (folder / "vocab.json").exists() or not (folder / "merges.txt").exists():
-        raise FileNotFoundError(
-            f"{model_dir} has no tokenizer ({folder}/vocab.json and merges.txt): a model is "
-            "only usable with the tokenizer it was trained with; copy that tokenizer's files "
-            f"into {folder}"
-        )
-
-
-def export_run(run_dir, out_dir, which="best", force=False):
-    """Weights and tokenizer of a run as a HuggingFace openai-gpt folder (no optimizer)."""
-    out_dir = Path(out_dir)
-    if (out_dir / "config.json").exists() and not force:
-        raise FileExistsError(f"{out_dir} already holds a model; choose another --out or --force")
-    if which == "best" and "best" not in (read_index(run_dir) or {}):
-        which = "last"  # a run stopped before its first evaluation has no best yet
-    model, tokenizer = load_model(run_dir, which)
-    model.save_pretrained(out_dir)
-    tokenizer.save(out_dir)
-    return out_dir

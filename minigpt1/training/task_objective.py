@@ -1,4 +1,5 @@
-"""The fine-tuning loop: L2 (or L3 = L2 + lambda L1) on a labelled task, with GPT-1's recipe.
+"""Fine-tuning's objective: L2 (or L3 = L2 + lambda L1) on a labelled task, with GPT-1's recipe,
+driven by the training loop (loop.py).
 
     for each of `epochs` passes over the shuffled training examples:
         for each batch of `batch_size` examples (the last, incomplete one is dropped):
@@ -8,12 +9,11 @@
 
 As in pre-training, each step's randomness (which examples, which dropout masks) is drawn
 from generators seeded by (seed, step), so a run resumed from a checkpoint repeats exactly
-what the uninterrupted run would have done. On several ranks (minigpt1/distributed.py) each
-takes its share of every batch; the update is the same.
+what the uninterrupted run would have done. On several ranks (distributed.py) each takes its
+share of every batch; the update is the same.
 """
 
 import math
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -22,21 +22,11 @@ from tqdm import tqdm
 from .. import backend
 from ..finetuning.metrics import score
 from ..finetuning.transformations import make_batch
-from .checkpoint import save_checkpoint
+from . import loop
 from .distributed import SINGLE
-from .lm_objective import (
-    GracefulInterrupt,
-    StoppedEarly,
-    append_metrics,
-    check_finite_non_negative,
-    clip_and_check,
-    mean_over_micro_batches,
-    option,
-    rank_micro_batches,
-    step_seed,
-    truncate_metrics,
-)
 from .optim import warmup_linear
+from .options import check_finite_non_negative, option
+from .update import clip_and_check, mean_over_micro_batches, rank_micro_batches, step_seed
 
 
 @dataclass
@@ -136,51 +126,28 @@ def finetune(model, optimizer, train, validation, fcfg, run_dir, start_step=0, p
              world=SINGLE):
     """Run (or continue) fine-tuning of a TaskModel on encoded examples; returns a summary
     {"steps", "val_loss", "val_metric", "examples_per_s"}. Only rank 0 writes."""
-    metrics_path = run_dir / "metrics.jsonl"
-    if world.is_writer:
-        truncate_metrics(metrics_path, start_step)
     per_epoch = steps_per_epoch(len(train), fcfg.batch_size)
     total_steps = per_epoch * fcfg.epochs
     warmup_steps = math.ceil(fcfg.warmup * total_steps)
-    eval_every = fcfg.eval_every or per_epoch
     metric = model.spec.metric
 
-    def lr_at(step):
-        return warmup_linear(step, fcfg.lr, warmup_steps, total_steps)
+    def update(step, total):
+        lr = warmup_linear(step, fcfg.lr, warmup_steps, total)
+        loss, l2, l1, norm = finetune_step(model, optimizer, train, step, lr, fcfg, world)
+        return {"loss": loss, "l2": l2, "l1": l1, "lr": lr, "grad_norm": norm,
+                "epoch": step // per_epoch + 1}
 
-    def checkpoint(step, val_loss=None):
-        world.check_identical(model.params, step)  # every rank: the weights saved are everyone's
-        if world.is_writer:
-            state = {"config": model.gpt.cfg.to_dict(), "finetune": asdict(fcfg),
-                     "task": asdict(model.spec), "total_steps": total_steps}
-            save_checkpoint(run_dir, step, model.params, optimizer.state_dict(), state, val_loss)
+    def validate(step):
+        val = evaluate_task(model, validation, fcfg.batch_size)
+        tqdm.write(f"step {step}: validation {metric} {val['metric']:.4f}, L2 {val['loss']:.4f}")
+        return {"val_loss": val["loss"], f"val_{metric}": val["metric"]}
 
-    bar = tqdm(total=total_steps, initial=start_step, desc=f"fine-tuning {model.spec.name}",
-               unit="step", disable=not (progress and world.is_writer), dynamic_ncols=True)
-    step, started, val = start_step, time.perf_counter(), {"loss": None, "metric": None}
-    with GracefulInterrupt() as interrupt:
-        while step < total_steps and not world.agree(interrupt.requested):
-            loss, l2, l1, norm = finetune_step(model, optimizer, train, step, lr_at(step), fcfg,
-                                               world)
-            record = {"step": step + 1, "loss": loss, "l2": l2, "l1": l1, "lr": lr_at(step),
-                      "grad_norm": norm, "epoch": step // per_epoch + 1}
-            step += 1
-            if step % eval_every == 0 or step == total_steps:
-                val = evaluate_task(model, validation, fcfg.batch_size)
-                record.update(val_loss=val["loss"], **{f"val_{metric}": val["metric"]})
-                tqdm.write(f"step {step}: validation {metric} {val['metric']:.4f}, "
-                           f"L2 {val['loss']:.4f}")
-            if world.is_writer and (step % fcfg.log_every == 0 or "val_loss" in record):
-                append_metrics(metrics_path, record)
-            if "val_loss" in record:  # after its metrics line: a resume never loses that line
-                checkpoint(step, val["loss"])
-            bar.set_postfix(loss=f"{loss:.3f}")
-            bar.update(1)
-    bar.close()
-    if step < total_steps:
-        checkpoint(step)
-        world.barrier()  # no rank leaves before rank 0 has saved
-        raise StoppedEarly(f"stopped at step {step}; continue with --resume")
-    seconds = max(1e-9, time.perf_counter() - started)
-    return {"steps": step, "val_loss": val["loss"], "val_metric": val["metric"],
-            "examples_per_s": (step - start_step) * fcfg.batch_size / seconds}
+    state = {"config": model.gpt.cfg.to_dict(), "finetune": asdict(fcfg),
+             "task": asdict(model.spec)}
+    save = loop.saver(run_dir, model.params, optimizer, state, world)
+    objective = loop.Objective(f"fine-tuning {model.spec.name}", update, validate, save,
+                          fcfg.batch_size, "ex")
+    schedule = loop.Schedule(start_step, total_steps, fcfg.eval_every or per_epoch, fcfg.log_every)
+    done = loop.train(objective, schedule, run_dir, world, progress)
+    return {"steps": done.steps, "val_loss": done.validation["val_loss"],
+            "val_metric": done.validation[f"val_{metric}"], "examples_per_s": done.items_per_s}

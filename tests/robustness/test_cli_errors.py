@@ -19,8 +19,8 @@ import pytest
 from minigpt1.cli import main
 from minigpt1.config import GPTConfig
 from minigpt1.corpus.shakespeare import SDIST_NAME
-from minigpt1.corpus.texts import SAMPLE_DIR
-from minigpt1.jobs import pretrain
+from minigpt1.corpus.text_folders import SAMPLE_DIR
+from minigpt1.jobs import run_folder
 from minigpt1.model.gpt import GPT
 from minigpt1.tokenizer.bpe import BPETokenizer
 from minigpt1.training.checkpoint import save_checkpoint
@@ -414,7 +414,7 @@ def test_an_unexpected_exception_is_one_paragraph_that_points_to_debug(shared, c
     def broken(*args, **kwargs):
         raise KeyError("config")
 
-    monkeypatch.setattr(pretrain, "load_model", broken)
+    monkeypatch.setattr(run_folder, "load_model", broken)
     code = main(["generate", "--checkpoint", str(shared.run)])
     message = one_paragraph(capsys.readouterr().err)
     assert code == RUNTIME and "unexpected KeyError" in message and "--debug" in message
@@ -424,7 +424,7 @@ def test_interrupt_keeps_status_130(shared, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt("stopped at step 3; continue with --resume")
 
-    monkeypatch.setattr(pretrain, "load_model", interrupted)
+    monkeypatch.setattr(run_folder, "load_model", interrupted)
     assert main(["generate", "--checkpoint", str(shared.run)]) == 130
     assert capsys.readouterr().err == "interrupted: stopped at step 3; continue with --resume\n"
 

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 from minigpt1 import GPT, GPTConfig
-from minigpt1.jobs.pretrain import run_pretraining
+from minigpt1.jobs.pretrain import PretrainPlan, run_pretraining
 from minigpt1.model.generate import generate
-from minigpt1.training import lm_objective as train
+from minigpt1.training import lm_objective, loop
 from minigpt1.training.checkpoint import load_checkpoint
 from minigpt1.training.lm_objective import TrainConfig
 from tests.conftest import SMALL, wait_for
@@ -153,10 +153,11 @@ def test_killed_next_to_a_checkpoint_resumes_bit_identical(corpus, tmp_path, mon
     texts, tokenizer = corpus
 
     def run(out, **kw):
-        return run_pretraining(texts, out, preset="tiny", n_ctx=32, tokenizer_dir=tokenizer,
-                               tcfg=TrainConfig(max_steps=12, **SMALL), progress=False, **kw)
+        plan = PretrainPlan(texts, out, "tiny", TrainConfig(max_steps=12, **SMALL),
+                            tokenizer_dir=tokenizer, n_ctx=32, **kw)
+        return run_pretraining(plan, progress=False)
 
-    real = train.save_checkpoint
+    real = loop.save_checkpoint
 
     def save_then_die(run_dir, step, *args, **kwargs):
         if step == 8 and moment == "before":
@@ -166,10 +167,10 @@ def test_killed_next_to_a_checkpoint_resumes_bit_identical(corpus, tmp_path, mon
             raise Killed
 
     out = tmp_path / "run"
-    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
     with pytest.raises(Killed):
         run(out)
-    monkeypatch.setattr(train, "save_checkpoint", real)
+    monkeypatch.setattr(loop, "save_checkpoint", real)
     assert load_checkpoint(out).step == (4 if moment == "before" else 8)
     run(out, resume=True)
     run(tmp_path / "straight")
@@ -204,7 +205,7 @@ def test_evaluation_is_deterministic_and_dropout_free():
     no_dropout = GPT(replace(CFG, **rates), params=model.params)
     assert no_dropout.lm_loss(ids) == first
     assert np.array_equal(no_dropout.forward(ids[:, :-1]), logits)
-    assert train.evaluate(model, ids, 2) == train.evaluate(no_dropout, ids, 2)
+    assert lm_objective.evaluate(model, ids, 2) == lm_objective.evaluate(no_dropout, ids, 2)
 
 
 def test_greedy_generation_is_deterministic():

@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minigpt1.jobs.pretrain import run_pretraining
-from minigpt1.training import lm_objective as train
+from minigpt1.jobs.pretrain import PretrainPlan, run_pretraining
+from minigpt1.training import lm_objective
 from minigpt1.training.checkpoint import load_checkpoint, read_index, save_checkpoint
 from minigpt1.training.lm_objective import TrainConfig
+from minigpt1.training.update import Diverged
 from tests.conftest import SMALL, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -315,10 +316,11 @@ def test_nan_gradient_stops_naming_it_and_the_run_resumes(tmp_path, corpus, monk
     texts, tokenizer = corpus
 
     def run(out, **kw):
-        return run_pretraining(texts, out, preset="tiny", n_ctx=32, tokenizer_dir=tokenizer,
-                               tcfg=TrainConfig(max_steps=12, **SMALL), progress=False, **kw)
+        plan = PretrainPlan(texts, out, "tiny", TrainConfig(max_steps=12, **SMALL),
+                            tokenizer_dir=tokenizer, n_ctx=32, **kw)
+        return run_pretraining(plan, progress=False)
 
-    real = train.clip_and_check
+    real = lm_objective.clip_and_check
 
     def poisoned(grads, loss, max_norm, step):  # step counts from 0: update step + 1
         if step + 1 == bad_step:
@@ -326,10 +328,10 @@ def test_nan_gradient_stops_naming_it_and_the_run_resumes(tmp_path, corpus, monk
         return real(grads, loss, max_norm, step)
 
     out = tmp_path / "run"
-    monkeypatch.setattr(train, "clip_and_check", poisoned)
-    with pytest.raises(train.Diverged, match=f"step {bad_step}: gradient {tensor} is not finite"):
+    monkeypatch.setattr(lm_objective, "clip_and_check", poisoned)  # the one train_step calls
+    with pytest.raises(Diverged, match=f"step {bad_step}: gradient {tensor} is not finite"):
         run(out)
-    monkeypatch.setattr(train, "clip_and_check", real)
+    monkeypatch.setattr(lm_objective, "clip_and_check", real)
 
     good = load_checkpoint(out)  # the evaluation checkpoint before the NaN: step 4
     assert good.step == 4 and all(np.isfinite(p).all() for p in good.params.values())

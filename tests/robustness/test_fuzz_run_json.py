@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minigpt1.cli import main
-from minigpt1.corpus.texts import SAMPLE_DIR
+from minigpt1.corpus.text_folders import SAMPLE_DIR
 from minigpt1.finetuning.transformations import TaskSpec
 from minigpt1.jobs.finetune import read_finetune_run
-from minigpt1.jobs.pretrain import read_run, run_pretraining
+from minigpt1.jobs.pretrain import PretrainPlan, read_run, run_pretraining
 from minigpt1.training.lm_objective import TrainConfig
 from minigpt1.training.task_objective import FinetuneConfig
 from tests.robustness.fuzz import (
@@ -76,12 +76,11 @@ def test_damaged_run_json(run_folders, data, kind):
 
 
 def test_pretrain_resume_with_a_broken_run_json(tmp_path, capsys):
-    from minigpt1.training.lm_objective import TrainConfig as Train
-
     out = tmp_path / "run"
-    run_pretraining(SAMPLE_DIR, out, "tiny", Train(max_steps=2, batch_size=2, micro_batch_size=2,
-                                                   eval_every=2, eval_windows=2, log_every=1),
-                    n_ctx=16, vocab_size=280, progress=False, cache_dir=tmp_path / "cache")
+    tcfg = TrainConfig(max_steps=2, batch_size=2, micro_batch_size=2, eval_every=2,
+                       eval_windows=2, log_every=1)
+    run_pretraining(PretrainPlan(SAMPLE_DIR, out, "tiny", tcfg, n_ctx=16, vocab_size=280,
+                                 cache_dir=tmp_path / "cache"), progress=False)
     run = json.loads((out / "run.json").read_text())
     run["train"]["batch_size"] = "eight"
     (out / "run.json").write_text(json.dumps(run))
