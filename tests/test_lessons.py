@@ -1,10 +1,10 @@
 """The lessons: every notebook runs top to bottom, and its exercises can fail.
 
 Each notebook runs end to end in a Jupyter kernel with the reference solutions filled in
-(MINIGPT1_SOLUTIONS=1), from a copy of lessons/ whose ../data is the project's data folder,
-so its runs/ stay out of the checkout. Then each exercise cell is run with the student's blank
-answer, after the lesson's cells tagged "setup": its check cell must fail. Notebooks are
-committed without outputs, which is checked too.
+(MINIGPT1_SOLUTIONS=1), from a copy of lessons/ (the notebooks and their checks/) whose ../data
+is the project's data folder, so its runs/ stay out of the checkout. Then each exercise cell
+is run with the student's blank answer, after the lesson's cells tagged "setup": its check
+cell must fail. Notebooks are committed without outputs, which is checked too.
 """
 
 import os
@@ -15,6 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from setuptools.config.pyprojecttoml import read_configuration
 
 LESSONS = Path(__file__).resolve().parents[1] / "lessons"
 DATA = LESSONS.parent / "data"
@@ -40,6 +41,16 @@ def test_lessons_are_numbered_in_reading_order_and_listed():
     listing = (LESSONS / "README.md").read_text()
     for path in NOTEBOOKS:
         assert path.name in listing, f"lessons/README.md does not list {path.name}"
+
+
+def test_the_wheel_ships_no_checks_and_no_solutions():
+    # What pyproject.toml puts in the wheel, as setuptools reads it: minigpt1's packages only.
+    config = read_configuration(LESSONS.parent / "pyproject.toml")
+    packages = config["tool"]["setuptools"]["packages"]
+    assert "minigpt1" in packages, packages
+    strays = [p for p in packages
+              if p.split(".")[0] != "minigpt1" or p.split(".")[-1] in ("checks", "exercises")]
+    assert not strays, f"the wheel would ship the lessons' checks: {strays}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -68,6 +79,7 @@ def test_blank_exercises_fail_their_checks(path, monkeypatch):
     tasks = [i for i, c in enumerate(cells) if "exercise" in tags(c)]
     assert 1 <= len(tasks) <= 3, f"{path.name}: a lesson ends with 1-3 exercises"
     monkeypatch.chdir(LESSONS)
+    monkeypatch.syspath_prepend(str(LESSONS))  # a notebook imports `checks` from beside it
     monkeypatch.setenv("MPLBACKEND", "Agg")
     for i in tasks:
         check = cells[i + 1]
@@ -89,7 +101,8 @@ def lesson_folder(tmp_path_factory):
     pre-trained model in runs/ (each lesson also runs on its own)."""
     root = tmp_path_factory.mktemp("course")
     (root / "data").symlink_to(DATA, target_is_directory=True)
-    (root / "lessons").mkdir()
+    shutil.copytree(LESSONS / "checks", root / "lessons" / "checks",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     return root / "lessons"
 
 

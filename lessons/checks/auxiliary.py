@@ -9,11 +9,12 @@ answer with TaskModel.finetune_loss_and_grads, which computes L3 in one pass.
 
 import numpy as np
 
-from ..config import GPTConfig
-from ..finetuning.task_model import TaskModel
-from ..finetuning.transformations import EncodedExample, TaskSpec, make_batch, transform
-from ..model.gpt import GPT
-from . import Exercise
+from minigpt1.config import GPTConfig
+from minigpt1.finetuning.task_model import TaskModel
+from minigpt1.finetuning.transformations import EncodedExample, TaskSpec, make_batch, transform
+from minigpt1.model.gpt import GPT
+
+from .base import Exercise
 
 V = 40  # ordinary tokens; the specials are V, V + 1, V + 2
 

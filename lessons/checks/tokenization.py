@@ -1,15 +1,16 @@
 """Lesson 01, tokenization: count pairs, apply a merge, decode byte-level ids.
 
 Each check builds its own inputs from a fixed seed and compares the student's answer with the
-library (bpe_train.get_stats and bpe_train.merge, BPETokenizer.decode), so an answer is right
+library (trainers.get_stats and trainers.merge, BPETokenizer.decode), so an answer is right
 exactly when it agrees with the code the tokenizer really runs.
 """
 
 import random
 
-from ..tokenizer.bpe import BPETokenizer
-from ..tokenizer.trainers import get_stats, merge
-from . import Exercise
+from minigpt1.tokenizer.bpe import BPETokenizer
+from minigpt1.tokenizer.trainers import get_stats, merge
+
+from .base import Exercise
 
 # -- 1. pair counts over a corpus of words ------------------------------------------------
 
@@ -57,7 +58,7 @@ def check_pair_counts(answer):
             get_stats(word, expected, weight=n)
         got = answer(dict(words))
         assert got == expected, (
-            f"differs from bpe_train.get_stats summed over the words; on {words} expected "
+            f"differs from trainers.get_stats summed over the words; on {words} expected "
             f"{expected}, got {got}")
 
 
@@ -105,7 +106,7 @@ def check_merge_pair(answer):
         assert ids == before, "leave the input list unchanged: build a new list"
         expected = merge(before, pair, 3)
         assert got == expected, (
-            f"merge_pair({before}, {pair}, 3) should be {expected} (as bpe_train.merge), "
+            f"merge_pair({before}, {pair}, 3) should be {expected} (as trainers.merge), "
             f"got {got}")
 
 

@@ -8,15 +8,16 @@ backward pass of the library's own forward, and gradient-checks it with `check_l
 
 import numpy as np
 
-from ..gradcheck import check_layer, rel_error
-from ..layers import (
+from minigpt1.gradcheck import check_layer, rel_error
+from minigpt1.layers import (
     cross_entropy_backward,
     cross_entropy_forward,
     gelu_forward,
     layernorm_backward,
     layernorm_forward,
 )
-from . import Exercise
+
+from .base import Exercise
 
 TOL = 1e-6  # a right formula lands near 1e-9; a wrong one near 1e-2 or worse
 

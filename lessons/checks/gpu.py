@@ -14,12 +14,13 @@ import tracemalloc
 
 import numpy as np
 
-from ..backend import xp_of
-from ..config import GPTConfig
-from ..layers import gelu_forward
-from ..layers.gelu import GELU_COEF, SQRT_2_OVER_PI
-from ..model.gpt import parameter_count
-from . import Exercise
+from minigpt1 import parameter_count
+from minigpt1.backend import xp_of
+from minigpt1.config import GPTConfig
+from minigpt1.layers import gelu_forward
+from minigpt1.layers.gelu import GELU_COEF, SQRT_2_OVER_PI
+
+from .base import Exercise
 
 FLOAT32_BYTES = 4
 

@@ -13,51 +13,40 @@ answer that is a value), and the cell after it checks that answer:
 (`MINIGPT1_SOLUTIONS=1` in the environment, or `show_solutions()`), `exercise` hands back the
 reference solution instead of the student's: that is how the test suite runs every lesson end
 to end, and how a student who is stuck can see a lesson through. The solutions are plain
-Python in this package (one file per lesson), to read once you have tried.
+Python beside the lessons, one file per lesson (checks/tokenization.py for 01_tokenization,
+and so on), to read once you have tried. They are not part of the minigpt1 library, and the
+wheel does not ship them.
+
+A notebook runs with lessons/ as its working directory, so it imports this package as
+`checks`; from the project's root it is `lessons.checks`.
 """
 
-import importlib
-import os
-import pkgutil
-from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cache
+from . import attention, auxiliary, finetuning, gpu, gradients, pretraining, tokenization
+from .base import show_solutions, solutions_shown
+
+__all__ = ["check", "exercise", "find", "show_solutions", "solutions_shown"]
 
 _NOTHING = object()
+LESSONS = (tokenization, gradients, attention, pretraining, finetuning, auxiliary, gpu)
 
 
-@dataclass(frozen=True)
-class Exercise:
-    solution: object  # the reference answer: a function or a value
-    check: Callable  # check(answer) raises AssertionError, with a hint, when it is wrong
-
-
-def show_solutions(on=True):
-    """Let `exercise` hand back the reference solutions (for this Python process)."""
-    os.environ["MINIGPT1_SOLUTIONS"] = "1" if on else "0"
-
-
-def solutions_shown():
-    return os.environ.get("MINIGPT1_SOLUTIONS") == "1"
-
-
-@cache
-def all_exercises():
-    """{name: Exercise} from every module of this package (each defines EXERCISES)."""
+def _all_exercises():
+    """{name: Exercise} from every lesson's module (each defines EXERCISES)."""
     found = {}
-    for module in pkgutil.iter_modules(__path__):
-        exercises = importlib.import_module(f"{__name__}.{module.name}").EXERCISES
-        if clash := found.keys() & exercises.keys():
+    for lesson in LESSONS:
+        if clash := found.keys() & lesson.EXERCISES.keys():
             raise ValueError(f"exercise names defined twice: {sorted(clash)}")
-        found.update(exercises)
+        found.update(lesson.EXERCISES)
     return found
 
 
+EXERCISES = _all_exercises()
+
+
 def find(name):
-    exercises = all_exercises()
-    if name not in exercises:
-        raise KeyError(f"no exercise named {name!r}; known: {', '.join(sorted(exercises))}")
-    return exercises[name]
+    if name not in EXERCISES:
+        raise KeyError(f"no exercise named {name!r}; known: {', '.join(sorted(EXERCISES))}")
+    return EXERCISES[name]
 
 
 def exercise(name, answer=_NOTHING):

@@ -11,11 +11,12 @@ fixed seed, and says what is wrong in terms of the lesson when they differ.
 
 import numpy as np
 
-from ..config import GPTConfig
-from ..gradcheck import numerical_gradient, rel_error
-from ..layers.attention import causal_mask
-from ..model.gpt import parameter_shapes
-from . import Exercise
+from minigpt1 import parameter_shapes
+from minigpt1.config import GPTConfig
+from minigpt1.gradcheck import numerical_gradient, rel_error
+from minigpt1.layers.attention import causal_mask
+
+from .base import Exercise
 
 # ---- the causal mask ---------------------------------------------------------------------
 

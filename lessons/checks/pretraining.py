@@ -9,12 +9,12 @@ import math
 
 import numpy as np
 
+from minigpt1 import parameter_count
 from minigpt1.config import GPTConfig
 from minigpt1.model.generate import top_k_filter
-from minigpt1.model.gpt import parameter_count
 from minigpt1.training.optim import warmup_cosine
 
-from . import Exercise
+from .base import Exercise
 
 # ---- 1. the parameter count of any GPT-1-shaped model ------------------------------------
 

@@ -4,16 +4,17 @@
     finetuning_classify            gather the extract token's state, apply W_y and b, softmax
 
 Each check builds its own small tokenizer or model with a fixed seed and compares the
-student's answer with what the library (tasks.encode_example, TaskModel.scores) computes.
+student's answer with what the library (transformations.encode_example,
+TaskModel.scores) computes.
 """
 
 from functools import cache
 
 import numpy as np
 
-from ..config import GPTConfig
-from ..finetuning.task_model import TaskModel
-from ..finetuning.transformations import (
+from minigpt1.config import GPTConfig
+from minigpt1.finetuning.task_model import TaskModel
+from minigpt1.finetuning.transformations import (
     SPECIAL_TOKENS,
     EncodedExample,
     Example,
@@ -21,9 +22,10 @@ from ..finetuning.transformations import (
     encode_example,
     make_batch,
 )
-from ..model.gpt import GPT
-from ..tokenizer.bpe import BPETokenizer
-from . import Exercise
+from minigpt1.model.gpt import GPT
+from minigpt1.tokenizer.bpe import BPETokenizer
+
+from .base import Exercise
 
 PAIRS = [("It rains.", "The street is wet."), ("O Romeo, Romeo!", "Wherefore art thou?"),
          ("a", "b"), ("To be, or not to be", "that is the question")]
