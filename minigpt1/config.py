@@ -1,6 +1,8 @@
 """GPTConfig: the shape of a GPT-1 model, with the paper's defaults and named presets."""
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
+from numbers import Integral, Real
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,7 @@ class GPTConfig:
     def __post_init__(self):
         for name in ("vocab_size", "n_ctx", "n_embd", "n_layer", "n_head"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not is_integer(value) or value < 1:
                 raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
         if self.n_embd % self.n_head:
             raise ValueError(
@@ -28,9 +30,9 @@ class GPTConfig:
                 f"gets n_embd // n_head channels; try n_head in {divisors(self.n_embd)}"
             )
         for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"GPTConfig.{name} must be in [0, 1), got {value!r}")
+            check_real(self, name, lambda p: 0.0 <= p < 1.0, "in [0, 1)")
+        check_real(self, "layer_norm_epsilon", lambda eps: eps > 0, "above 0")
+        check_real(self, "initializer_range", lambda std: std >= 0, "of at least 0")
         if self.afn != "gelu":
             raise ValueError(f"afn={self.afn!r} is not implemented; GPT-1 uses 'gelu' (tanh form)")
 
@@ -51,6 +53,21 @@ class GPTConfig:
         if unknown:
             raise ValueError(f"unknown GPTConfig fields {sorted(unknown)}; known: {sorted(known)}")
         return cls(**d)
+
+
+def is_integer(value):
+    """An int (NumPy's too), but not a bool: JSON's `true` must not pass for a 1."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def check_real(cfg, name, in_range, expected):
+    """Refuse a field that is not a finite number, or one outside its range. The type is
+    checked first: a string from a hand-edited config.json must not reach a comparison (nor
+    NumPy, where it fails as an "unexpected UFuncTypeError"), and NaN compares false both ways."""
+    value = getattr(cfg, name)
+    number = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not (number and in_range(value)):
+        raise ValueError(f"GPTConfig.{name} must be a finite number {expected}, got {value!r}")
 
 
 def divisors(n):

@@ -9,11 +9,20 @@ import time
 import pytest
 
 from minigpt1 import backend
-from minigpt1.corpus.text_folders import SAMPLE_DIR
+from minigpt1.corpus.text_folders import CACHE_ENV, SAMPLE_DIR
 from minigpt1.jobs.pretrain import PretrainPlan, run_pretraining
 from minigpt1.training.lm_objective import TrainConfig
 
 IN_CI = os.environ.get("CI") == "true"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def token_cache(tmp_path_factory):
+    """Token ids cached by any test (or its subprocesses) go to a temporary folder, never to
+    the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("token-cache")))
+        yield
 
 
 @pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
@@ -44,8 +53,7 @@ SMALL = dict(batch_size=4, micro_batch_size=2, warmup_steps=4, eval_every=4, eva
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """A copy of the sample corpus (pretrain caches token ids beside it) and its tokenizer,
-    trained once: (text_dir, tokenizer_dir)."""
+    """A copy of the sample corpus and its tokenizer, trained once: (text_dir, tokenizer_dir)."""
     base = tmp_path_factory.mktemp("corpus")
     shutil.copytree(SAMPLE_DIR, base / "texts")
     run_pretraining(PretrainPlan(base / "texts", base / "first", "tiny", TrainConfig(

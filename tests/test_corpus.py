@@ -256,7 +256,7 @@ def test_encode_writes_the_cache_and_reuses_it(tmp_path):
     texts = ["first text\n", "second text\n"]
     path = cache_file(tmp_path / "cache", "train", texts, "tokenizer-v1")
     ids = encode_texts(texts, ByteTokenizer(), cache_path=path)
-    assert path.is_file() and path.name.startswith("train-") and path.suffix == ".npy"
+    assert path.is_file() and path.name.startswith("train-") and path.suffix == ".npz"
     again = encode_texts(texts, BrokenTokenizer(), cache_path=path)
     assert again.dtype == ids.dtype and np.array_equal(again, ids)
     assert [p.name for p in path.parent.iterdir()] == [path.name], "temp file left behind"

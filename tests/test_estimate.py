@@ -90,7 +90,7 @@ def test_cli_rejects_an_unknown_preset():
 
 def test_an_update_that_cannot_fit_is_refused_with_a_micro_batch_that_can():
     cfg = GPTConfig.preset("gpt1")
-    need = {m: sum(estimate_memory(cfg, m, cfg.n_ctx).values()) for m in (1, 2, 4, 8)}
+    need = {m: sum(estimate_memory(cfg, m, cfg.n_ctx, 8).values()) for m in (1, 2, 4, 8)}
     available = need[4] / 0.9 + 1  # room for micro-batches of 4, not 8
     with pytest.raises(ValueError, match=r"--micro-batch-size 4: .* over 2 micro-batches") as err:
         check_fits(cfg, batch_size=8, micro_batch_size=8, available=available)

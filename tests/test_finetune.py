@@ -111,7 +111,7 @@ def test_cli_finetune_on_glue_files(model_dir, tmp_path, capsys):
     (["--task", "nope"], 2, "unknown task 'nope'"),  # 2: the command line is wrong
     (["--task", "sst2"], 2, "give --data"),
     (["--task", "sst2", "--data", "missing-folder"], 1, "missing-folder"),  # 1: what it names
-    (["--task", "genre", "--lm-coef", "-1"], 2, "lm_coef must be a finite number >= 0"),
+    (["--task", "genre", "--lm-coef", "-1"], 2, "--lm-coef: must be a finite number >= 0"),
 ])  # fmt: skip
 def test_cli_finetune_errors(model_dir, tmp_path, capsys, args, status, message):
     code = main(["finetune", "--checkpoint", str(model_dir), "--out", str(tmp_path / "r"), *args])
@@ -202,7 +202,7 @@ def test_a_run_that_cannot_fit_is_refused_before_anything_is_written(model_dir, 
                                                                       monkeypatch):
     from minigpt1.training import estimate
 
-    monkeypatch.setattr(estimate, "available_memory", lambda: 2**20)  # 1 MiB left
+    monkeypatch.setattr(estimate, "memory_limits", lambda: {"a test's limit": 2**20})  # 1 MiB
     with pytest.raises(ValueError, match="micro-batch"):
         fine_tune(model_dir, "mood", tmp_path / "run", mood_task())
     assert not (tmp_path / "run").exists()

@@ -126,8 +126,8 @@ def test_resume_refuses_a_changed_tokenizer(tmp_path, tokenizer_dir):
     with pytest.raises(ValueError, match="tokenizer has 280 tokens but its model expects 300"):
         run(out, resume=True)
     # the two tokenizers encoded the same texts into two different cached arrays
-    cached = sorted((tmp_path / "cache").glob("train-*.npy"))
-    maxima = sorted(int(np.load(f, allow_pickle=False).max()) for f in cached)
+    cached = sorted((tmp_path / "cache").glob("train-*.npz"))
+    maxima = sorted(int(np.load(f, allow_pickle=False)["ids"].max()) for f in cached)
     assert len(cached) == 2 and maxima[0] < 280 <= maxima[1] < 300
 
 
@@ -165,7 +165,7 @@ def test_a_budget_smaller_than_the_timed_updates_still_ends_evaluated(tmp_path, 
 def test_a_run_that_cannot_fit_is_refused_before_anything_is_written(tmp_path, monkeypatch):
     from minigpt1.training import estimate
 
-    monkeypatch.setattr(estimate, "available_memory", lambda: 2**20)  # 1 MiB left
+    monkeypatch.setattr(estimate, "memory_limits", lambda: {"a test's limit": 2**20})  # 1 MiB
     with pytest.raises(ValueError, match="micro-batch"):
         run(tmp_path / "run")
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())

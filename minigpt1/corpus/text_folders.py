@@ -1,7 +1,7 @@
 """From a folder of texts to the windows a language model trains on.
 
     folder of .txt --load_text_dir--> [Document] --split_documents--> train texts, val texts
-    texts --encode_texts (cached .npy)--> ids (N,) uint16 --random_windows--> (B, L) int64
+    texts --encode_texts (cached .npz)--> ids (N,) uint16 --random_windows--> (B, L) int64
                                                           --eval_windows---> (n, L) int64
 
 Documents are joined with no separator token: a document boundary is simply where one
@@ -15,10 +15,14 @@ shakespeare.py writes) with the columns of METADATA_COLUMNS; only slug and kind 
 
 import csv
 import hashlib
+import os
+import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import platformdirs
 from tqdm import tqdm
 
 from ..fileio import atomic_path
@@ -26,7 +30,8 @@ from ..tokenizer.pretokenization import read_text
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample" / "texts"
 METADATA_COLUMNS = ("slug", "title", "kind", "chars", "file")
-CACHE_FORMAT = "minigpt1-ids-1"  # part of every cache key: changing it retires old caches
+CACHE_FORMAT = "minigpt1-ids-2"  # part of every cache key: changing it retires old caches
+CACHE_ENV = "MINIGPT1_CACHE"  # overrides the per-user cache folder (tests point it at a tmp dir)
 PROGRESS_CHARS = 1_000_000  # show a progress bar when encoding more text than this
 
 
@@ -131,11 +136,16 @@ def encode_texts(texts, tokenizer, cache_path=None) -> np.ndarray:
 
     `tokenizer` needs only `encode(str) -> list[int]` and `vocab_size`. With `cache_path`
     (name it with cache_file, so it changes whenever text or tokenizer does) the ids are
-    loaded from it when it exists, and otherwise computed and saved there.
+    loaded from it when it holds a good copy, and otherwise computed and saved there. A cache
+    is only a shortcut: one that cannot be read or written is named on stderr, and the ids
+    are computed again.
     """
-    if cache_path is not None and Path(cache_path).is_file():
-        return np.load(cache_path, allow_pickle=False)
     dtype = np.uint16 if tokenizer.vocab_size <= 2**16 else np.uint32
+    if cache_path is not None and Path(cache_path).is_file():
+        try:
+            return read_cache(Path(cache_path), dtype, tokenizer.vocab_size)
+        except CacheError as err:
+            print(f"note: token cache {cache_path} {err}; rebuilding it", file=sys.stderr)
     total = sum(len(text) for text in texts)
     parts = []
     with tqdm(total=total, unit="char", unit_scale=True, desc="encoding",
@@ -145,9 +155,60 @@ def encode_texts(texts, tokenizer, cache_path=None) -> np.ndarray:
             bar.update(len(text))
     ids = np.concatenate(parts) if parts else np.zeros(0, dtype)  # (N,) N = sum of n_i
     if cache_path is not None:
-        with atomic_path(cache_path) as tmp, open(tmp, "wb") as f:
-            np.save(f, ids)
+        write_cache(Path(cache_path), ids)
     return ids
+
+
+class CacheError(Exception):
+    """A token cache that cannot be trusted; the message says why. Not a ValueError, so
+    that read_cache's own checks pass through its except clause for NumPy's errors."""
+
+
+def ids_checksum(ids, name) -> str:
+    """sha256 over the file's own name, the dtype and the ids' bytes: a flipped bit, a cut
+    file or a cache copied over another's name no longer matches."""
+    digest = hashlib.sha256(f"{CACHE_FORMAT}\0{name}\0{ids.dtype.str}\0".encode())
+    digest.update(np.ascontiguousarray(ids).tobytes())
+    return digest.hexdigest()
+
+
+def write_cache(path: Path, ids) -> None:
+    """Save ids with their checksum, atomically; a folder we cannot write costs only time."""
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, ids=ids, checksum=np.array(ids_checksum(ids, path.name)))
+    except OSError as err:
+        print(f"note: cannot write the token cache {path} ({err.strerror or err}); continuing "
+              f"without it (set {CACHE_ENV} to a writable folder to keep it)", file=sys.stderr)
+
+
+def read_cache(path: Path, dtype, vocab_size) -> np.ndarray:
+    """The ids saved in `path`, or CacheError if the file is not exactly what write_cache
+    wrote for this name (never unpickled: allow_pickle=False)."""
+    try:
+        saved = np.load(path, allow_pickle=False)
+        if not isinstance(saved, np.lib.npyio.NpzFile):  # a bare .npy, as older caches were
+            raise CacheError("is not the .npz archive a cache must be")
+        with saved:
+            ids, checksum = saved["ids"], str(saved["checksum"])
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise CacheError(f"is unreadable ({err})") from err
+    if ids.dtype != dtype or ids.ndim != 1:
+        raise CacheError(f"holds {ids.dtype} of shape {ids.shape}, not a row of "
+                         f"{np.dtype(dtype)} ids")
+    if checksum != ids_checksum(ids, path.name):
+        raise CacheError("does not match its checksum: it is damaged, or was written for "
+                         "other texts or another tokenizer")
+    if ids.size and ids.max() >= vocab_size:
+        raise CacheError(f"holds id {ids.max()}, beyond this tokenizer's {vocab_size} tokens")
+    return ids
+
+
+def default_cache_dir() -> Path:
+    """Where token ids are cached: $MINIGPT1_CACHE, else the per-user cache folder
+    (~/.cache/minigpt1 on Linux). Never the text folder: it is the user's, and may be
+    read-only."""
+    return Path(os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("minigpt1")) / "ids"
 
 
 def cache_key(texts, tokenizer_fingerprint: str) -> str:
@@ -166,8 +227,10 @@ def cache_key(texts, tokenizer_fingerprint: str) -> str:
 
 
 def cache_file(cache_dir, name, texts, tokenizer_fingerprint) -> Path:
-    """`<cache_dir>/<name>-<key>.npy`: a stale cache has another name and is never read."""
-    return Path(cache_dir) / f"{name}-{cache_key(texts, tokenizer_fingerprint)}.npy"
+    """`<cache_dir>/<name>-<key>.npz` (cache_dir None: default_cache_dir()): a stale cache
+    has another name and is never read."""
+    folder = Path(default_cache_dir() if cache_dir is None else cache_dir)
+    return folder / f"{name}-{cache_key(texts, tokenizer_fingerprint)}.npz"
 
 
 def chars_and_bytes(texts) -> tuple[int, int]:

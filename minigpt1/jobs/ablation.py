@@ -21,7 +21,7 @@ from ..fileio import write_json_atomic, write_text_atomic
 from ..plots import plot_bars
 from ..training.task_objective import FinetuneConfig
 from .finetune import FinetunePlan, run_finetuning
-from .run_folder import load_model, load_task, plan_json, source_text_dir
+from .run_folder import holds_run_dir, load_model, load_task, plan_json, source_text_dir
 
 TASKS = ("genre", "continuation", "same-work", "next-line")
 VARIANTS = {  # name: (transfer_layers, lm_coef)
@@ -87,6 +87,7 @@ def markdown_table(results, zero_shot, tasks=TASKS):
     return "\n".join(lines)
 
 
+@holds_run_dir("out_dir")  # one ablation per folder (each run in it locks its own too)
 def run_ablation(plan, progress=True):
     """Fine-tune every variant on every task; write and return the table (test scores)."""
     out_dir = Path(plan.out_dir)

@@ -13,6 +13,8 @@ receive the plan, the model config, the task and the encoded examples from it, t
 weights and the optimizer state.
 """
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from ..finetuning.transformations import (
 from ..model.gpt import GPT
 from ..plots import plot_losses
 from ..tokenizer.bpe import BPETokenizer
-from ..training.checkpoint import load_checkpoint
+from ..training.checkpoint import load_checkpoint, read_index
 from ..training.distributed import SINGLE
 from ..training.optim import AdamW
 from ..training.task_objective import FinetuneConfig, evaluate_task, finetune
@@ -40,6 +42,8 @@ from ..training.update import check_rank_fits
 from .run_folder import (
     FORMAT_VERSION,
     check_run_dir,
+    fingerprint,
+    holds_run_dir,
     load_model,
     load_task,
     plan_json,
@@ -60,6 +64,7 @@ class FinetunePlan:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     which: str = "last"  # which checkpoint of a pre-training run: last | best
     resume: bool = False  # continue the run in run_dir (its own task and settings)
+    extend: bool = False  # with resume: a larger finetune.epochs extends the run
     force: bool = False  # delete a run already in run_dir and start over
     device: str = "cpu"  # cpu | cuda
     allow_truncation: bool = True  # False: an example longer than the context is an error
@@ -127,11 +132,57 @@ def read_finetune_run(run_dir):
     return run, cfg, fcfg, spec
 
 
+def recorded_finetune_plan(run_dir):
+    """The FinetunePlan a run folder's run.json records, as a resume continues it: its "plan",
+    or for a run.json older than plans the same rebuilt from its other sections."""
+    run, _, fcfg, spec = read_finetune_run(run_dir)
+    plan = FinetunePlan(run["checkpoint"], spec.name, run_dir, run.get("data"), fcfg,
+                        run.get("which", "last"))
+    if "plan" in run:
+        plan = section(run, "plan", FinetunePlan.from_json, Path(run_dir) / "run.json")
+    return replace(plan, finetune=fcfg, run_dir=run_dir, resume=True, force=False)
+
+
+def resumed_plan(plan):
+    """The run's own plan (task, data, source, FinetuneConfig) and run.json, with one change a
+    resume accepts: more epochs (the learning rate's decay stretches to the new end)."""
+    run, _, fcfg, spec = read_finetune_run(plan.run_dir)
+    if plan.extend and plan.finetune.epochs > fcfg.epochs:
+        fcfg = replace(fcfg, epochs=plan.finetune.epochs)
+    return run, replace(plan, task=spec.name, data=run.get("data"),
+                        checkpoint=run["checkpoint"], finetune=fcfg)
+
+
+def check_run_files(run, run_dir, task):
+    """Refuse a tokenizer or task examples other than those the run started with (run.json
+    written before they were recorded says nothing, and nothing is compared)."""
+    folder = Path(run_dir) / "tokenizer"
+    if run.get("tokenizer_fingerprint") not in (None, fingerprint(folder)):
+        raise ValueError(f"{folder} is not the tokenizer the run started with (its files differ "
+                         "from the fingerprint in run.json): restore it, or start a new run")
+    if run.get("examples") not in (None, examples_digest(task)):
+        raise ValueError(
+            f"the task's examples (read from {run.get('data') or 'the pre-training corpus'}) "
+            "are not those the run started with: restore them to continue this run, or start "
+            "a new run")
+
+
+def examples_digest(task):
+    """sha256 of a task's examples, every split: run.json's record of what the run reads."""
+    rows = {split: [[list(e.segments), e.label] for e in examples]
+            for split, examples in task.splits.items()}
+    text = json.dumps(rows, sort_keys=True, default=str)  # default: a label read as numpy's
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def resumed_task_model(plan):
-    """(TaskModel, tokenizer, checkpoint, plan) of the fine-tuning run in plan.run_dir, to
-    continue: the plan returned carries the run's own task, data, source and FinetuneConfig."""
+    """(TaskModel, tokenizer, checkpoint) of the fine-tuning run in plan.run_dir, at its last
+    checkpoint; (None, None, None) when it failed before its first (it restarts from step 0)."""
     run_dir = Path(plan.run_dir)
-    run, cfg, fcfg, spec = read_finetune_run(run_dir)
+    if read_index(run_dir) is None:
+        return None, None, None
+    _, cfg, _, spec = read_finetune_run(run_dir)
+    fcfg = plan.finetune  # the run's own, its epochs perhaps extended (resumed_plan)
     checkpoint = load_checkpoint(run_dir)
     missing = [k for k in HEAD if k not in checkpoint.params]
     if missing:
@@ -140,11 +191,10 @@ def resumed_task_model(plan):
     gpt = GPT(cfg, seed=fcfg.seed, device=plan.device, params=body)
     head = {k: checkpoint.params[k] for k in HEAD}
     model = TaskModel(gpt, spec, fcfg.seed, fcfg.clf_pdrop, head)
-    plan = replace(plan, task=spec.name, data=run.get("data"), checkpoint=run["checkpoint"],
-                   finetune=fcfg)
-    return model, BPETokenizer.load(run_dir / "tokenizer"), checkpoint, plan
+    return model, BPETokenizer.load(run_dir / "tokenizer"), checkpoint
 
 
+@holds_run_dir("run_dir")  # one writer per run folder, for the whole job
 def run_finetuning(plan, task=None, world=SINGLE, progress=True):
     """Fine-tune (or resume) as planned; returns a summary with validation and test metrics.
 
@@ -209,16 +259,19 @@ def prepare_finetuning(plan, task=None, world=SINGLE):
     """Check, read and write what a fine-tuning run needs before its first update: the
     model with its task head, the encoded examples, run.json or the checkpoint to resume."""
     run_dir = check_run_dir(plan.run_dir, plan.resume, plan.force)
-    saved = None
+    model = saved = None
     if plan.resume:
-        model, tokenizer, saved, plan = resumed_task_model(plan)
-    else:
+        run, plan = resumed_plan(plan)
+        model, tokenizer, saved = resumed_task_model(plan)
+    if model is None:  # a new run, or one that failed before its first checkpoint
         gpt, tokenizer = load_model(plan.checkpoint, plan.which, plan.device)  # fails early
     fcfg = plan.finetune
     task = task or load_task(plan.task, plan.data, fcfg.seed, source_text_dir(plan.checkpoint))
     if fcfg.max_train_examples is not None:
         task = subsample_train(task, fcfg.max_train_examples, fcfg.seed)
-    if not plan.resume:
+    if plan.resume:
+        check_run_files(run, run_dir, task)
+    if model is None:
         model = new_task_model(gpt, tokenizer, task.spec, fcfg)
     encoded = encode_splits(task, tokenizer, model.gpt.cfg.n_ctx, plan.allow_truncation)
     longest = max(len(seq) for example in encoded["train"] for seq in example.sequences)
@@ -226,7 +279,12 @@ def prepare_finetuning(plan, task=None, world=SINGLE):
     check_rank_fits(model.gpt.cfg, world, batch, fcfg.micro_batch_size, longest,
                     sequences_per_item=len(encoded["train"][0].sequences))
     if not plan.resume:  # only now: bad data must not cost an earlier run its folder
-        start_finetune_folder(plan, task.spec, model.gpt.cfg, tokenizer)
+        start_finetune_folder(plan, task, model.gpt.cfg, tokenizer)
+    elif fcfg.epochs != run["finetune"]["epochs"]:  # the next bare --resume continues it
+        run = {**run, "finetune": asdict(fcfg)}
+        if isinstance(run.get("plan"), dict):
+            run["plan"] = {**run["plan"], "finetune": asdict(fcfg)}
+        write_json_atomic(run_dir / "run.json", run)
     print(show_layout(encoded["train"][0], tokenizer))
     if saved:
         print(f"resuming {run_dir} at step {saved.step}")
@@ -239,13 +297,16 @@ def prepare_finetuning(plan, task=None, world=SINGLE):
                               model, saved and saved.optimizer)
 
 
-def start_finetune_folder(plan, spec, cfg, tokenizer):
-    """A new run folder: the tokenizer with the task's special tokens, and run.json."""
+def start_finetune_folder(plan, task, cfg, tokenizer):
+    """A new run folder: the tokenizer with the task's special tokens, and run.json (last: a
+    folder that holds it holds everything a --resume needs)."""
     run_dir = Path(plan.run_dir)
     start_run_dir(run_dir)
     tokenizer.save(run_dir / "tokenizer")
     write_json_atomic(run_dir / "run.json", {
-        "format_version": FORMAT_VERSION, "kind": "finetune", "task": asdict(spec),
+        "format_version": FORMAT_VERSION, "kind": "finetune", "task": asdict(task.spec),
+        "tokenizer_fingerprint": fingerprint(run_dir / "tokenizer"),
+        "examples": examples_digest(task),
         "checkpoint": str(plan.checkpoint), "which": plan.which,
         "data": plan.data and str(plan.data), "config": cfg.to_dict(),
         "finetune": asdict(plan.finetune), "plan": plan_json(plan),

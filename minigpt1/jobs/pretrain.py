@@ -9,32 +9,39 @@
         loss.png, lr.png  training and validation loss, learning rate (written at the end)
 
 A run folder belongs to one run: starting a new run in it needs `force`, and resuming checks
-that the tokenizer and the architecture are the ones the run started with.
+that the texts, the tokenizer and the architecture are the ones the run started with. A run
+folder is made only once every check has passed, run.json last; a run that fails before its
+first checkpoint resumes from step 0.
 
 On several ranks (`world`, see distributed.py) rank 0 alone prepares the run as above; the
 others receive the plan, the model config and the token ids from it, then the weights and
 the optimizer state.
 """
 
+import hashlib
+import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ..config import GPTConfig
+from ..config import PRESETS, GPTConfig
 from ..corpus.text_folders import (
     cache_file,
     chars_and_bytes,
     encode_texts,
+    eval_windows,
     load_text_dir,
     split_documents,
 )
+from ..errors import FormatError
 from ..fileio import read_json, section, write_json_atomic
 from ..model.gpt import GPT
 from ..plots import plot_losses, plot_lr
 from ..tokenizer.bpe import BPETokenizer
-from ..training.checkpoint import Checkpoint, load_checkpoint
+from ..training.checkpoint import Checkpoint, load_checkpoint, read_index
 from ..training.distributed import SINGLE
 from ..training.estimate import describe
 from ..training.lm_objective import TokenData, TrainConfig, pretrain
+from ..training.loop import MEASURED_STEPS
 from ..training.optim import AdamW
 from ..training.update import check_rank_fits, rank_micro_batches
 from .run_folder import (
@@ -42,6 +49,7 @@ from .run_folder import (
     check_run_dir,
     checkpoint_config,
     fingerprint,
+    holds_run_dir,
     plan_json,
     start_run_dir,
 )
@@ -64,9 +72,10 @@ class PretrainPlan:
     n_ctx: int | None = None  # context length, at most the preset's (default: the preset's)
     dropout: float | None = None  # replaces the preset's three dropout rates (GPT-1: 0.1)
     resume: bool = False  # continue the run in run_dir (its own settings, from run.json)
+    extend: bool = False  # with resume: a larger train.max_steps, a new train.minutes extend it
     force: bool = False  # delete a run already in run_dir and start over
     device: str = "cpu"  # cpu | cuda
-    cache_dir: str | Path | None = None  # token-id cache (default text_dir/.minigpt1-cache)
+    cache_dir: str | Path | None = None  # token-id cache (default: the per-user cache folder)
 
     @classmethod
     def from_json(cls, values):
@@ -86,6 +95,7 @@ class PreparedRun:
     checkpoint: Checkpoint | None = None  # rank 0 only: the weights and AdamW state to resume
 
 
+@holds_run_dir("run_dir")  # one writer per run folder, for the whole job
 def run_pretraining(plan, world=SINGLE, progress=True):
     """Pre-train (or resume) a model as planned; returns a summary dict.
 
@@ -103,7 +113,8 @@ def run_pretraining(plan, world=SINGLE, progress=True):
     world.share_weights(model, optimizer)  # all ranks start from rank 0's weights
     run_dir = Path(run.plan.run_dir)
     result = pretrain(model, optimizer, run.data, tcfg, run_dir, run.start_step,
-                      run.total_steps, progress, world)
+                      run.total_steps, progress, world,
+                      record_total(run_dir) if world.is_writer else None)
     if not world.is_writer:
         return None
     plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png",
@@ -132,41 +143,64 @@ def share(run, world):
 
 
 def prepare_pretraining(plan, world=SINGLE):
-    """Check, read and write what a run needs before its first update: the run folder, the
-    tokenizer, the token ids, run.json or the checkpoint to resume."""
-    run_dir = check_run_dir(plan.run_dir, plan.resume, plan.force)
-    train_texts, val_texts = split_documents(load_text_dir(plan.text_dir))  # before any write
+    """Check, read and write what a run needs before its first update. Every check (texts,
+    tokenizer, token cache, memory, evaluation windows) passes before the run folder is
+    touched; a resumed run's texts and tokenizer must be the ones its run.json records."""
+    plan = replace(plan, run_dir=check_run_dir(plan.run_dir, plan.resume, plan.force))
+    documents = load_text_dir(plan.text_dir)
+    train_texts, val_texts = split_documents(documents)
+    if plan.resume:
+        run = resume_run(plan, documents, train_texts, val_texts, world)
+    else:
+        run = new_run(plan, documents, train_texts, val_texts, world)
+    print_estimate(run.cfg, run.plan.train, world)
+    print(f"data: {len(run.data.train):,} training and {len(run.data.val):,} validation tokens "
+          f"({run.tokenizer.mode} BPE, {run.tokenizer.vocab_size:,} tokens)")
+    return run
+
+
+def new_run(plan, documents, train_texts, val_texts, world=SINGLE):
+    """A fresh run: checked in memory first, then its folder, tokenizer/ and run.json written
+    (run.json last: a folder that holds it holds everything a --resume needs)."""
     preset = GPTConfig.preset(plan.preset)
     vocab_size, n_ctx = plan.vocab_size or preset.vocab_size, plan.n_ctx or preset.n_ctx
-    if not plan.resume:  # refuse an update that cannot fit in memory before anything is written
-        planned = GPTConfig.preset(plan.preset, vocab_size=vocab_size, n_ctx=n_ctx)
-        check_rank_fits(planned, world, plan.train.batch_size, plan.train.micro_batch_size)
-        start_run_dir(run_dir)
-    tokenizer = get_tokenizer(run_dir, train_texts, plan.tokenizer_dir, vocab_size,
-                              plan.bpe_mode, plan.resume)
-    key = fingerprint(run_dir / "tokenizer")
+    planned = GPTConfig.preset(plan.preset, vocab_size=vocab_size, n_ctx=n_ctx)
+    check_rank_fits(planned, world, plan.train.batch_size, plan.train.micro_batch_size)
+    tokenizer = get_tokenizer(train_texts, plan.tokenizer_dir, vocab_size, plan.bpe_mode)
+    key = tokenizer_key(tokenizer)
     data = token_data(plan, tokenizer, key, train_texts, val_texts)
-    if plan.resume:
-        run = resume_run(plan, tokenizer, data, world)
-    else:
-        rates = {} if plan.dropout is None else dict.fromkeys(DROPOUTS, plan.dropout)
-        cfg = GPTConfig.preset(plan.preset, vocab_size=tokenizer.vocab_size, n_ctx=n_ctx, **rates)
-        write_json_atomic(run_dir / "run.json", {
-            "format_version": FORMAT_VERSION, "kind": "pretrain", "preset": plan.preset,
-            "config": cfg.to_dict(), "train": asdict(plan.train), "text_dir": str(plan.text_dir),
-            "bpe_mode": tokenizer.mode, "tokenizer_fingerprint": key, "plan": plan_json(plan),
-        })  # fmt: skip
-        run = PreparedRun(plan, cfg, data, tokenizer=tokenizer)
-    print_estimate(run.cfg, run.plan.train, world)
-    print(f"data: {len(data.train):,} training and {len(data.val):,} validation tokens "
-          f"({tokenizer.mode} BPE, {tokenizer.vocab_size:,} tokens)")
-    return run
+    eval_windows(data.val, n_ctx + 1, plan.train.eval_windows)  # too little validation text?
+    rates = {} if plan.dropout is None else dict.fromkeys(DROPOUTS, plan.dropout)
+    cfg = GPTConfig.preset(plan.preset, vocab_size=tokenizer.vocab_size, n_ctx=n_ctx, **rates)
+    start_run_dir(plan.run_dir)
+    tokenizer.save(plan.run_dir / "tokenizer")
+    write_json_atomic(plan.run_dir / "run.json", {
+        "format_version": FORMAT_VERSION, "kind": "pretrain", "preset": plan.preset,
+        "config": cfg.to_dict(), "train": asdict(plan.train), "text_dir": str(plan.text_dir),
+        "texts": text_digests(documents), "bpe_mode": tokenizer.mode,
+        "tokenizer_fingerprint": key, "plan": plan_json(plan),
+        "total_steps": None,  # until a budget is fitted (record_total)
+    })  # fmt: skip
+    return PreparedRun(plan, cfg, data, tokenizer=tokenizer)
+
+
+def tokenizer_key(tokenizer):
+    """The fingerprint of the folder tokenizer.save writes, known before any run folder is."""
+    with tempfile.TemporaryDirectory() as folder:
+        tokenizer.save(folder)
+        return fingerprint(folder)
+
+
+def text_digests(documents):
+    """{text name: sha256 of its kind and text}: run.json's record of what the run reads."""
+    return {doc.name: hashlib.sha256(f"{doc.kind}\0{doc.text}".encode()).hexdigest()
+            for doc in documents}
 
 
 def token_data(plan, tokenizer, key, train_texts, val_texts):
     """The texts' token ids, cached under a name made of the texts and the tokenizer's
     fingerprint `key`, and the validation text's tokens per byte (or character)."""
-    cache = Path(plan.cache_dir or Path(plan.text_dir) / ".minigpt1-cache")
+    cache = plan.cache_dir  # None: the per-user cache, never text_dir (default_cache_dir)
     train_ids = encode_texts(train_texts, tokenizer, cache_file(cache, "train", train_texts, key))
     val_ids = encode_texts(val_texts, tokenizer, cache_file(cache, "val", val_texts, key))
     unit = "byte" if tokenizer.mode == "bytes" else "char"
@@ -175,32 +209,106 @@ def token_data(plan, tokenizer, key, train_texts, val_texts):
                      unit)
 
 
-def resume_run(plan, tokenizer, data, world=SINGLE):
-    """The PreparedRun of the run in plan.run_dir, at its last checkpoint: run.json's
-    configs, not the plan's, say what it continues."""
-    _, cfg, tcfg = read_run(plan.run_dir)
-    checkpoint = load_checkpoint(plan.run_dir)
-    check_resume(cfg, checkpoint, tokenizer)
+def resume_run(plan, documents, train_texts, val_texts, world=SINGLE):
+    """The PreparedRun of the run in plan.run_dir, at its last checkpoint (step 0 when a
+    failure came before the first): run.json's configs say what it continues, extended by a
+    larger plan.train.max_steps or a new plan.train.minutes (budget_extension)."""
+    run_dir = Path(plan.run_dir)
+    run, cfg, recorded = read_run(run_dir)
+    check_texts(run, plan.text_dir, documents)
+    tokenizer = BPETokenizer.load(run_dir / "tokenizer")
+    checkpoint = load_checkpoint(run_dir) if read_index(run_dir) is not None else None
+    check_resume(cfg, checkpoint, tokenizer)  # a tokenizer of another size says so
+    key = tokenizer_fingerprint(run, run_dir)
+    tcfg = budget_extension(recorded, plan.train) if plan.extend else recorded
     check_rank_fits(cfg, world, tcfg.batch_size, tcfg.micro_batch_size)
-    total_steps = checkpoint.state["total_steps"]
-    print(f"resuming {plan.run_dir} at step {checkpoint.step} of {total_steps}")
-    return PreparedRun(replace(plan, train=tcfg), cfg, data, checkpoint.step, total_steps,
-                       tokenizer, checkpoint)
+    data = token_data(plan, tokenizer, key, train_texts, val_texts)
+    total = resumed_total(run, recorded, tcfg, checkpoint)
+    if tcfg != recorded:  # the next bare --resume continues the extended run
+        record_extension(run_dir, run, tcfg, total)
+    start = checkpoint.step if checkpoint else 0
+    print(f"resuming {run_dir} at step {start} of "
+          f"{total or f'the updates that fit in {tcfg.minutes:g} minutes'}")
+    return PreparedRun(replace(plan, train=tcfg), cfg, data, start, total, tokenizer, checkpoint)
 
 
-def get_tokenizer(run_dir, train_texts, tokenizer_dir=None, vocab_size=8192, mode="bytes",
-                  resume=False):
-    """The run's tokenizer: reloaded on resume, copied from tokenizer_dir, or trained here."""
-    target = Path(run_dir) / "tokenizer"
-    if resume:
-        return BPETokenizer.load(target)
+def check_texts(run, text_dir, documents):
+    """Refuse texts that differ from those the run started on, naming the files (run.json
+    written before texts were recorded says nothing, and nothing is compared)."""
+    recorded = run.get("texts")
+    if not isinstance(recorded, dict):
+        return
+    now = text_digests(documents)
+    changes = ([f"{name}.txt changed" for name in now if name in recorded
+                and now[name] != recorded[name]]
+               + [f"{name}.txt added" for name in now if name not in recorded]
+               + [f"{name}.txt removed" for name in recorded if name not in now])
+    if changes:
+        raise ValueError(
+            f"the texts in {text_dir} are not those the run started on ({', '.join(changes)}): "
+            "restore them to continue this run, or start a new run on the new texts")
+
+
+def tokenizer_fingerprint(run, run_dir):
+    """The run's tokenizer folder's fingerprint, refused unless run.json records the same."""
+    folder = run_dir / "tokenizer"
+    key = fingerprint(folder)
+    if run.get("tokenizer_fingerprint") not in (None, key):
+        raise ValueError(
+            f"{folder} is not the tokenizer the run started with (its files differ from the "
+            "fingerprint in run.json): restore it to continue this run, or start a new run")
+    return key
+
+
+def budget_extension(recorded, given):
+    """The recorded TrainConfig, with the only changes a resume accepts: a larger max_steps, a
+    new minutes budget."""
+    max_steps = max(recorded.max_steps, given.max_steps)
+    minutes = recorded.minutes if given.minutes is None else given.minutes
+    return replace(recorded, max_steps=max_steps, minutes=minutes)
+
+
+def resumed_total(run, recorded, tcfg, checkpoint):
+    """The update the resumed run ends at, or None to fit it to tcfg.minutes again: a new
+    budget counts from this session, and a budget the first session had no time to fit (it
+    stopped before update MEASURED_STEPS + 2) is fitted now."""
+    if tcfg.minutes != recorded.minutes:
+        return None
+    if tcfg.max_steps != recorded.max_steps:
+        return tcfg.max_steps  # the cosine schedule stretches to the new end
+    fitted = checkpoint and (recorded.minutes is None or checkpoint.step >= MEASURED_STEPS + 2)
+    if "total_steps" not in run and fitted:  # a run.json older than the record of the total:
+        return checkpoint.state["total_steps"]  # a checkpoint saved after the fit holds it
+    if isinstance(run.get("total_steps"), int):
+        return run["total_steps"]  # fitted, and recorded as soon as it was
+    return None if recorded.minutes else recorded.max_steps
+
+
+def record_extension(run_dir, run, tcfg, total):
+    """run.json after a budget extension: its train config, and its total (None: refit)."""
+    run = {**run, "train": asdict(tcfg), "total_steps": total}
+    if isinstance(run.get("plan"), dict):
+        run["plan"] = {**run["plan"], "train": asdict(tcfg)}
+    write_json_atomic(Path(run_dir) / "run.json", run)
+
+
+def record_total(run_dir):
+    """The `fitted` callback of pretrain(): run.json keeps the total a budget was fitted to, as
+    soon as it is, so that a resume before the next checkpoint still knows it."""
+
+    def fitted(total):
+        path = Path(run_dir) / "run.json"
+        write_json_atomic(path, {**read_json(path, what="run description"), "total_steps": total})
+
+    return fitted
+
+
+def get_tokenizer(train_texts, tokenizer_dir=None, vocab_size=8192, mode="bytes"):
+    """A fresh run's tokenizer, in memory: read from tokenizer_dir, or trained here."""
     if tokenizer_dir is not None:
-        tokenizer = BPETokenizer.load(tokenizer_dir)
-    else:
-        print(f"training a {mode} BPE tokenizer with {vocab_size:,} tokens on the training text")
-        tokenizer = BPETokenizer.train(train_texts, vocab_size, mode=mode)
-    tokenizer.save(target)
-    return tokenizer
+        return BPETokenizer.load(tokenizer_dir)
+    print(f"training a {mode} BPE tokenizer with {vocab_size:,} tokens on the training text")
+    return BPETokenizer.train(train_texts, vocab_size, mode=mode)
 
 
 def read_run(run_dir):
@@ -213,9 +321,34 @@ def read_run(run_dir):
     return run, cfg, tcfg
 
 
+def recorded_plan(run_dir):
+    """The PretrainPlan a run folder's run.json records, as a resume continues it: its "plan",
+    or for a run.json older than plans the same rebuilt from its other sections."""
+    run, cfg, tcfg = read_run(run_dir)
+    path = Path(run_dir) / "run.json"
+    if "plan" in run:
+        plan = section(run, "plan", PretrainPlan.from_json, path)
+    else:
+        rates = {cfg.embd_pdrop, cfg.attn_pdrop, cfg.resid_pdrop}
+        plan = PretrainPlan(run.get("text_dir"), run_dir, run.get("preset"), tcfg,
+                            vocab_size=cfg.vocab_size, bpe_mode=run.get("bpe_mode", "bytes"),
+                            n_ctx=cfg.n_ctx, dropout=rates.pop() if len(rates) == 1 else None)
+    bad = [name for name, kind in PLAN_TYPES.items()
+           if not isinstance(getattr(plan, name), kind) or isinstance(getattr(plan, name), bool)]
+    if bad or plan.preset not in PRESETS or plan.bpe_mode not in ("bytes", "gpt1"):
+        raise FormatError(f"{path}: bad 'plan' section ({', '.join(bad) or 'preset, bpe_mode'})")
+    return replace(plan, train=tcfg, run_dir=run_dir, resume=True, force=False)
+
+
+# what recorded_plan accepts in run.json's "plan" (its "train" is read as TrainConfig)
+PLAN_TYPES = {"text_dir": str, "preset": str, "tokenizer_dir": str | None, "bpe_mode": str,
+              "vocab_size": int | None, "n_ctx": int | None, "dropout": float | int | None,
+              "cache_dir": str | None}
+
+
 def check_resume(cfg, checkpoint, tokenizer):
     """Refuse a checkpoint whose architecture or vocabulary differs from the run's."""
-    saved = checkpoint_config(checkpoint)
+    saved = checkpoint_config(checkpoint) if checkpoint else cfg
     if saved != cfg:
         raise ValueError(f"checkpoint config {saved} differs from run.json's {cfg}")
     if tokenizer.vocab_size != cfg.vocab_size:

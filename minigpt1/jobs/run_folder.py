@@ -1,5 +1,6 @@
 """What the jobs share: their run folders, the models in them, and the data they start from.
 
+    holds_run_dir                  a job holds its folder's lock while it runs: one writer
     check_run_dir, start_run_dir   may this folder be used as asked; empty it for a new run
     plan_json                      a job's plan as run.json records it
     fingerprint                    a tokenizer folder's digest (token-id caches are keyed by it)
@@ -7,48 +8,157 @@
     default_corpus, source_text_dir, load_task    the texts and tasks a job trains on
 """
 
+import functools
 import hashlib
+import inspect
+import os
+import shlex
 import shutil
+import socket
+import sys
+import time
+from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from ..corpus.shakespeare import prepare_shakespeare
 from ..corpus.text_folders import SAMPLE_DIR, load_text_dir
 from ..errors import FormatError
-from ..fileio import read_json
+from ..fileio import read_json, write_json_atomic
 from ..finetuning.file_tasks import FILE_TASKS, load_task_files
 from ..finetuning.shakespeare_tasks import SHAKESPEARE_TASKS, make_shakespeare_task
 from ..model.gpt import GPT
 from ..tokenizer.bpe import BPETokenizer
 from ..training.checkpoint import load_checkpoint, read_index
+from ..training.distributed import SINGLE
 
 FORMAT_VERSION = 1  # of run.json
+LOCK, HOLDER = ".lock", ".lock.json"  # the lock's file and who holds it: ours, never deleted
+OURS = {LOCK, HOLDER}
+
+
+class RunFolderInUse(RuntimeError):
+    """Another process holds the run folder's lock (exit status 1)."""
+
+
+def holds_run_dir(folder_field):
+    """Decorator of a job `run_*(plan, ...)`: it runs holding the lock of the folder
+    plan.<folder_field>, so that a second job on that folder (a --force or --resume
+    included) stops before it writes or deletes anything. Only the writing rank locks."""
+
+    def decorate(job):
+        @functools.wraps(job)
+        def locked(*args, **kwargs):
+            call = inspect.signature(job).bind(*args, **kwargs)
+            if not call.arguments.get("world", SINGLE).is_writer:
+                return job(*args, **kwargs)
+            with hold_run_dir(getattr(call.arguments["plan"], folder_field)):
+                return job(*args, **kwargs)
+
+        return locked
+
+    return decorate
+
+
+@contextmanager
+def hold_run_dir(run_dir):
+    """Hold run_dir's lock (creating the folder) for the block, or raise RunFolderInUse
+    naming the holder. The operating system drops the lock when its process dies, kill -9
+    included, so a crashed run's lock is simply taken over."""
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NotADirectoryError(f"{run_dir} is a file, not a folder: choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run_dir / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunFolderInUse(
+            f"{run_dir} is in use by {_holder(run_dir)}: one run writes a folder at a time; "
+            "wait for that run to finish (or stop it), or choose another --out"
+        ) from None
+    try:
+        write_json_atomic(run_dir / HOLDER, {
+            "pid": os.getpid(), "host": socket.gethostname(), "command": _command(),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        })  # fmt: skip
+        yield run_dir
+    finally:
+        _leave(run_dir, lock, created)
+
+
+def _leave(run_dir, lock, created):
+    """Release the lock; a folder made only to hold it (the job stopped before writing
+    anything) is removed, so that a refused command leaves no trace."""
+    with suppress(OSError):
+        (run_dir / HOLDER).unlink(missing_ok=True)
+        if created and [path.name for path in run_dir.iterdir()] == [LOCK]:
+            (run_dir / LOCK).unlink()  # while still held, so no other job is inside
+    lock.release()
+    if created:
+        with suppress(OSError):  # not empty: another job started there meanwhile
+            run_dir.rmdir()
+
+
+def _command():
+    """This process's command line, as the user would have typed it."""
+    if sys.argv and sys.argv[0].endswith("__main__.py"):
+        return "python -m minigpt1 " + shlex.join(sys.argv[1:])
+    return shlex.join(sys.argv)
+
+
+def _holder(run_dir):
+    """Who holds run_dir's lock, in words, from the note that process wrote beside it."""
+    try:
+        who = read_json(run_dir / HOLDER, what="lock holder")
+        return (f"process {who['pid']} on {who['host']} (`{who['command']}`, running since "
+                f"{who['since']})")
+    except (OSError, ValueError, KeyError):  # it is starting, or ending, right now
+        return "another process"
 
 
 def check_run_dir(run_dir, resume, force):
-    """Raise unless run_dir may be used as asked (changes nothing)."""
+    """Raise unless run_dir may be used as asked (changes nothing). run.json is all a resume
+    needs (a run that failed before its first checkpoint resumes from step 0); the lock's
+    files do not count: a folder holding only them is empty."""
     run_dir = Path(run_dir)
     is_run = (run_dir / "run.json").exists()
     if resume:
-        if not is_run or read_index(run_dir) is None:
+        if not is_run and _contents(run_dir):  # a start that failed before run.json
             raise FileNotFoundError(
-                f"nothing to resume in {run_dir}: no run.json and checkpoint there; "
-                "start a run with --out without --resume"
-            )
-    elif run_dir.exists() and any(run_dir.iterdir()) and not force:
+                f"nothing to resume in {run_dir}: it holds no run.json (a run that failed "
+                "before writing it, or no run at all); start the run anew there with --force "
+                "(it deletes the folder), or choose another --out")
+        if not is_run:
+            raise FileNotFoundError(f"nothing to resume: {run_dir} holds no run; start a run "
+                                    "there without --resume")
+    elif _contents(run_dir) and not force:
         what = "holds another run" if is_run else "is not empty"
+        advice = "--resume to continue it, " if is_run else ""
         raise FileExistsError(
-            f"{run_dir} {what}; use --resume to continue it, another --out, or --force "
-            "to delete it and start over"
+            f"{run_dir} {what}; use {advice}another --out, or --force to delete it and "
+            "start over"
         )
     return run_dir
 
 
+def _contents(run_dir):
+    """What run_dir holds besides the lock's files."""
+    return [path for path in run_dir.iterdir() if path.name not in OURS] if run_dir.is_dir() else []
+
+
 def start_run_dir(run_dir):
-    """An empty run folder (what force allowed to be there is deleted)."""
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+    """An empty run folder: what force allowed to be there is deleted, except the lock's
+    files (the lock is held: deleting its file would let a second writer in)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for path in _contents(run_dir):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def plan_json(plan):

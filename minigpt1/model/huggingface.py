@@ -8,6 +8,11 @@ The hub's file stores `OpenAIGPTModel`'s tensors (`tokens_embed.weight`, `h.0.at
 file saved from `OpenAIGPTLMHeadModel` prefixes them with `transformer.`. Both load. The LM
 head is tied to `tokens_embed.weight`, so a stored `lm_head.weight` is redundant and skipped,
 as are the causal-mask buffers (`h.{i}.attn.bias`) some older files carry.
+
+A directory is checked as strictly as our own checkpoints: every config value typed and
+ranged (GPTConfig), every tensor finite, and a stored `lm_head.weight` equal to the token
+embedding. A model trained untied (`tie_word_embeddings: false`) has a head of its own that
+GPT-1's tied head cannot represent: dropping it would load a different model, so we refuse.
 """
 
 import re
@@ -17,7 +22,7 @@ from .. import backend
 from ..config import GPTConfig
 from ..errors import FormatError
 from ..fileio import atomic_path, read_json, write_json_atomic
-from .parameters import check_params
+from .parameters import check_finite, check_params
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -37,13 +42,17 @@ HF_TO_CONFIG = {
     "initializer_range": "initializer_range",
     "afn": "afn",
 }
-SKIPPED = re.compile(r"^(lm_head\.weight|h\.\d+\.attn\.bias|position_ids)$")
+SKIPPED = re.compile(r"^(h\.\d+\.attn\.bias|position_ids)$")
+HEAD, EMBEDDING = "lm_head.weight", "tokens_embed.weight"
 
 
 def config_from_hf(hf):
     """GPTConfig from a HuggingFace openai-gpt config dict (unknown keys are ignored)."""
     if hf.get("model_type", "openai-gpt") != "openai-gpt":
         raise ValueError(f"model_type is {hf['model_type']!r}, expected 'openai-gpt'")
+    if not isinstance(hf.get("tie_word_embeddings", True), bool):
+        raise ValueError(f"tie_word_embeddings must be true or false, got "
+                         f"{hf['tie_word_embeddings']!r}")
     fields = {ours: hf[theirs] for theirs, ours in HF_TO_CONFIG.items() if theirs in hf}
     if "n_ctx" not in fields and "n_ctx" in hf:  # legacy key of the 2018 conversion
         fields["n_ctx"] = hf["n_ctx"]
@@ -98,11 +107,31 @@ def read_pretrained(path):
         name = name.removeprefix("transformer.")
         if not SKIPPED.match(name):
             params[name] = value
+    head = params.pop(HEAD, None)
     try:
         check_params(cfg, params, source=str(weights))  # names the file in any error
+        check_finite(params, source=str(weights))
+        check_tied_head(head, params[EMBEDDING], hf_config.get("tie_word_embeddings", True),
+                        str(weights))
     except ValueError as err:
         raise FormatError(str(err)) from err
     return cfg, params
+
+
+def check_tied_head(head, embedding, tied, source):
+    """Accept a stored lm_head.weight only as a copy of the token embedding, GPT-1's only
+    output layer, and refuse a config that promises an untied head the file does not hold."""
+    if head is None:
+        if not tied:
+            raise ValueError(f"{source}: the config says tie_word_embeddings: false but there "
+                             f"is no {HEAD}; the model's output layer is missing")
+        return
+    if head.shape != embedding.shape or not (head == embedding).all():
+        raise ValueError(
+            f"{source}: {HEAD} differs from {EMBEDDING}: this model was trained with an "
+            "untied output layer, which GPT-1 (and minigpt1) does not have, so loading it "
+            "would silently change its predictions; use a model saved with tied embeddings"
+        )
 
 
 def write_pretrained(path, cfg, params):

@@ -1,5 +1,6 @@
 """GPT-1's parameters by name: their shapes (HuggingFace's state-dict names and order), their
-count, GPT-1's initialisation, and the check that a dict of arrays fits a configuration."""
+count, GPT-1's initialisation, and the checks that a dict of arrays fits a configuration and
+holds only finite numbers."""
 
 from .. import backend
 from .block import BLOCK_PARAM_SHAPES
@@ -63,3 +64,13 @@ def check_params(cfg, params, source="params"):
                 f"expected {shape} for n_embd={cfg.n_embd}, vocab_size={cfg.vocab_size}, "
                 f"n_ctx={cfg.n_ctx}"
             )
+
+
+def check_finite(params, source="params"):
+    """Raise a clear error naming the first tensor that holds a NaN or an infinity: one such
+    value spreads through every logit, and sampling would print garbage without a word."""
+    for name, value in params.items():
+        bad = value.size - int(backend.xp_of(value).isfinite(value).sum())
+        if bad:
+            raise ValueError(f"{source}: tensor {name} holds {bad:,} NaN or infinite value(s) "
+                             f"of {value.size:,}; these weights are damaged: get a good copy")

@@ -5,16 +5,19 @@
         step-0000150/       params.npz  optimizer.npz  state.json
         step-0000200/
 
-A checkpoint is written into a temporary folder and renamed into place (a rename is atomic),
-then index.json is replaced atomically to point at it, and only then are folders that the
-index no longer names deleted. A process killed at any instant therefore leaves an index
-that names complete checkpoints. Arrays are .npz (read with allow_pickle=False), everything
-else JSON; every file carries a format version.
+A checkpoint is written into a temporary folder, flushed to the disk (its files, then the
+folder) and renamed into place (a rename is atomic), then index.json is replaced atomically
+to point at it, and only then are folders that the index no longer names deleted. A process
+killed at any instant, or a power loss, therefore leaves an index that names complete
+checkpoints. Pruning deletes only what a save wrote (step-NNNNNNN folders and the leftovers
+of killed saves): a backup or notes put into checkpoints/ stay. Arrays are .npz (read with
+allow_pickle=False), everything else JSON; every file carries a format version.
 """
 
 import contextlib
 import errno
 import functools
+import os
 import re
 import shutil
 import tempfile
@@ -23,15 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from ..backend import to_numpy
 from ..config import GPTConfig
 from ..errors import FormatError
-from ..fileio import read_json, section, write_json_atomic
+from ..fileio import fsync_path, read_json, section, usual_mode, write_json_atomic
 from ..model.parameters import check_params
 
 FORMAT_VERSION = 1
 FOLDER_NAME = re.compile(r"step-\d{7}")  # what index.json may name: nothing else, no path
+# what a save leaves in checkpoints/ when killed: its temporary folder or index.json's temp file
+LEFTOVER = re.compile(r"\.step-\d{7}\..+|\.index\.json\..+\.tmp")
 TASK_HEAD = ("clf.weight", "clf.bias")  # a fine-tuned run's checkpoint adds its task head
 
 
@@ -63,6 +69,7 @@ def save_checkpoint(run_dir, step, params, optimizer_state, state, val_loss=None
         root.mkdir(parents=True, exist_ok=True)
     with stage("creating a temporary folder"):
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+        tmp.chmod(usual_mode(folder=True))  # mkdtemp makes 0700; the umask decides, as for mkdir
     try:
         with stage("writing params.npz"):
             np.savez(tmp / "params.npz", **{k: to_numpy(v) for k, v in params.items()})
@@ -72,6 +79,9 @@ def save_checkpoint(run_dir, step, params, optimizer_state, state, val_loss=None
         with stage("writing state.json"):
             write_json_atomic(tmp / "state.json", {"format_version": FORMAT_VERSION,
                                                    "step": step, "val_loss": val_loss, **state})
+        with stage("flushing the files to the disk"):
+            for file in ("params.npz", "optimizer.npz", "state.json", ""):  # "": the folder
+                fsync_path(tmp / file)
         with stage("reading index.json"):
             index = read_index(run_dir) or {"format_version": FORMAT_VERSION}
         created = name not in _named(index)
@@ -84,6 +94,7 @@ def save_checkpoint(run_dir, step, params, optimizer_state, state, val_loss=None
                     shutil.rmtree(root / name)
             with stage(f"renaming the temporary folder to {name}"):
                 tmp.rename(root / name)
+                fsync_path(root)  # the rename is on the disk before the index names it
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -125,21 +136,32 @@ def _save_error(err, name, root, stage):
         fix = f"make {root} writable for this user, then resume the run (--resume)"
     else:
         fix = "fix the cause, then resume the run (--resume)"
+    cause = os.strerror(err.errno) if err.errno else err  # the system's words: the fix is ours
     message = (f"could not save checkpoint {name} in {root}: {stage} failed "
-               f"({err.strerror or err}); the checkpoints already there are unchanged. {fix}")
+               f"({cause}); the checkpoints already there are unchanged. {fix}")
     return OSError(message) if err.errno is None else OSError(err.errno, message)
 
 
 def _prune(root, keep):
-    """Delete checkpoint folders the index no longer names, and leftovers of killed writes:
-    temporary folders, and temporary files of index.json (best effort: errors are ignored)."""
+    """Delete the checkpoint folders the index no longer names and the leftovers of killed
+    saves (best effort: errors are ignored). Anything else is the user's: it stays, and is
+    mentioned the first time a save sees it."""
     for path in root.iterdir():
-        if path.is_dir():
+        if FOLDER_NAME.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
             if path.name not in keep:
                 shutil.rmtree(path, ignore_errors=True)
-        elif path.name.startswith(".index.json.") and path.name.endswith(".tmp"):
+        elif LEFTOVER.fullmatch(path.name) and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif LEFTOVER.fullmatch(path.name):
             with contextlib.suppress(OSError):
                 path.unlink()
+        elif path.name != "index.json":
+            _mention_foreign(path)
+
+
+@functools.cache  # once per path and process: a note, not a warning at every save
+def _mention_foreign(path):
+    tqdm.write(f"note: {path} is not a checkpoint; pruning leaves it where it is")
 
 
 def read_index(run_dir):

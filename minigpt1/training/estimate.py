@@ -16,8 +16,10 @@ work (LayerNorm, GELU, softmax, AdamW) adds O(C) per token, which the count leav
 small in FLOPs but not in time on a CPU, which is why measured throughput sits below the peak.
 """
 
+import math
 import time
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -37,27 +39,127 @@ def flops_per_token(cfg, seq_len=None):
     return FlopCount(forward=forward, training=3 * forward)
 
 
-def estimate_memory(cfg, micro_batch_size, seq_len):
-    """Rough bytes (float32) for parameters, gradients, Adam moments and one micro-batch's
-    activations: per block and token the caches hold about 22 C values and 3 nh T attention
-    probabilities; the LM head adds its probabilities and their gradient, 2 V per token."""
+# Drawing a batch builds its int64 windows (B, T + 1) through an int64 index array of the same
+# shape: 16 bytes a token, for the whole batch at once, however small the micro-batches.
+WINDOW_BYTES = 16
+MARGIN = 0.9  # of the memory available; the rest for what the estimate leaves out
+
+
+def estimate_memory(cfg, micro_batch_size, seq_len, batch_size=None):
+    """Rough bytes (float32) for parameters, gradients, Adam moments, one micro-batch's
+    activations and the batch's windows (batch_size sequences, default one micro-batch): per
+    block and token the caches hold about 22 C values and 3 nh T attention probabilities; the
+    LM head adds its probabilities and their gradient, 2 V per token."""
     n = parameter_count(cfg)
     tokens = micro_batch_size * seq_len
     per_token = cfg.n_layer * (22 * cfg.n_embd + 3 * cfg.n_head * seq_len) + 2 * cfg.vocab_size
     return {"parameters": 4 * n, "gradients": 4 * n, "adam moments": 8 * n,
-            "activations": 4 * tokens * per_token}
+            "activations": 4 * tokens * per_token,
+            "batch windows": WINDOW_BYTES * (batch_size or micro_batch_size) * (seq_len + 1)}
+
+
+# Where Linux reports memory; tests point these at fake files.
+PROC = Path("/proc")
+CGROUP_FS = Path("/sys/fs/cgroup")
+NO_LIMIT = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
+
+
+def memory_limits():
+    """{what limits it: bytes this process can still allocate under it} for every limit the
+    system reports. A container's cgroup limit is not in MemAvailable, and passing it gets the
+    process killed without a word; RLIMIT_AS turns the same mistake into a MemoryError deep
+    inside a training step. Both must be known before anything is allocated."""
+    limits = {"this machine's free memory": meminfo_available(),
+              "the address-space limit RLIMIT_AS (ulimit -v)": address_space_left(),
+              "the cgroup memory limit": cgroup_memory_left()}
+    return {what: max(0, left) for what, left in limits.items() if left is not None}
 
 
 def available_memory():
-    """Bytes the machine can still give this process (Linux: MemAvailable), or None if unknown."""
+    """Bytes this process can still allocate (the tightest memory_limits), or None if unknown."""
+    limits = memory_limits()
+    return min(limits.values()) if limits else None
+
+
+def read_number(path, field=None):
+    """An integer from a /proc or cgroup file: the whole file, or the value after `field` on
+    its line ("MemAvailable:", "VmSize:", "inactive_file"); None when absent or "max"."""
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024  # kB
+        text = Path(path).read_text()
     except OSError:
-        pass
-    return None
+        return None
+    if field is not None:
+        words = (line.split() for line in text.splitlines())
+        text = next((w[1] for w in words if len(w) > 1 and w[0].rstrip(":") == field), "")
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+def meminfo_available():
+    kb = read_number(PROC / "meminfo", "MemAvailable")
+    return None if kb is None else kb * 1024
+
+
+def address_space_left():
+    """RLIMIT_AS less the address space this process maps already (VmSize)."""
+    try:
+        import resource  # Unix only
+    except ImportError:
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return soft - 1024 * (read_number(PROC / "self" / "status", "VmSize") or 0)
+
+
+CGROUP_FILES = {  # (limit, usage, statistics with the usage's reclaimable part)
+    "v2": ("memory.max", "memory.current", "memory.stat", "inactive_file"),
+    "v1": ("memory.limit_in_bytes", "memory.usage_in_bytes", "memory.stat",
+           "total_inactive_file"),
+}
+
+
+def cgroup_memory_left():
+    """The least room (limit - usage) in this process's memory cgroups and their ancestors,
+    whose limits apply too: cgroup v2 ("0::/path") and v1 ("N:memory:/path")."""
+    try:
+        lines = (PROC / "self" / "cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    rooms = []
+    for line in lines:
+        parts = line.split(":", 2)  # hierarchy id, controllers, path
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":
+            root, version = CGROUP_FS, "v2"
+        elif "memory" in controllers.split(","):
+            root, version = CGROUP_FS / "memory", "v1"
+        else:
+            continue
+        own = PurePosixPath(path.lstrip("/"))
+        for folder in (own, *own.parents):
+            rooms.append(cgroup_room(root / folder, *CGROUP_FILES[version]))
+    rooms = [room for room in rooms if room is not None]
+    return min(rooms) if rooms else None
+
+
+def cgroup_room(folder, limit_file, usage_file, stat_file, reclaimable):
+    """What one cgroup folder's limit leaves, or None without a limit. Usage counts the page
+    cache, which the kernel drops before it kills, so its inactive part counts as free."""
+    limit, usage = read_number(folder / limit_file), read_number(folder / usage_file)
+    if limit is None or limit >= NO_LIMIT or usage is None:
+        return None
+    return limit - usage + (read_number(folder / stat_file, reclaimable) or 0)
+
+
+def largest_divisor(n, limit):
+    """The largest divisor of n that is at most `limit`, or 0 when limit < 1."""
+    divisors = (x for d in range(1, math.isqrt(n) + 1) if n % d == 0 for x in (d, n // d))
+    return max((x for x in divisors if x <= limit), default=0)
 
 
 def check_fits(cfg, batch_size, micro_batch_size, seq_len=None, available=None,
@@ -66,37 +168,47 @@ def check_fits(cfg, batch_size, micro_batch_size, seq_len=None, available=None,
 
     Batches count items: sequences in pre-training, examples in fine-tuning, where an example
     runs the transformer on `sequences_per_item` sequences (2 for similarity, K answers for
-    multiple choice). `available` defaults to what the machine has now, shared by `processes`
-    (the ranks of a distributed run on this machine; batch_size is then one rank's). Keeps
-    a 10% margin for what the estimate leaves out (Python, the data, temporaries). The message
-    gives the estimate and the largest micro-batch (gradient accumulation: same update, less
-    activation memory) that fits.
+    multiple choice). `available` defaults to the tightest of memory_limits(), shared by
+    `processes` (the ranks of a distributed run on this machine; batch_size is then one
+    rank's). Keeps a 10% margin for what the estimate leaves out (Python, the data,
+    temporaries). The message gives the estimate, the limit, and the largest micro-batch
+    (gradient accumulation: same update, less activation memory) that fits.
     """
-    available = available_memory() if available is None else available
-    available = available and available / processes
-    T = seq_len or cfg.n_ctx
-    budget = 0.9 * available if available else None
-
-    def need(micro):
-        return sum(estimate_memory(cfg, micro * sequences_per_item, T).values())
-
-    memory = estimate_memory(cfg, micro_batch_size * sequences_per_item, T)
+    source = "this machine's free memory"
+    if available is None:
+        limits = memory_limits()
+        if not limits:
+            return
+        source = min(limits, key=limits.get)
+        available = limits[source]
+    available /= processes
+    T, k = seq_len or cfg.n_ctx, sequences_per_item
+    memory = estimate_memory(cfg, micro_batch_size * k, T, batch_size * k)
     needed = sum(memory.values())
-    if budget is None or needed <= budget:
+    if needed <= MARGIN * available:
         return
-    parts = ", ".join(f"{k} {v / 2**30:.1f}" for k, v in memory.items())
-    fitting = [m for m in range(micro_batch_size - 1, 0, -1)
-               if batch_size % m == 0 and need(m) <= budget]
-    if fitting:
-        fix = (f"use --micro-batch-size {fitting[0]}: the same updates of {batch_size}, "
-               f"accumulated over {batch_size // fitting[0]} micro-batches")
-    else:
-        fix = "even one sequence at a time does not fit: use a smaller preset or --n-ctx"
+    parts = ", ".join(f"{what} {size / 2**30:.1f}" for what, size in memory.items())
     raise ValueError(
         f"an update needs about {needed / 2**30:.1f} GiB ({parts} GiB) with "
-        f"micro-batches of {micro_batch_size} x {T} tokens, but this machine has "
-        f"{available / 2**30:.1f} GiB available{' per rank' if processes > 1 else ''}; {fix}"
+        f"micro-batches of {micro_batch_size} x {T} tokens, but only {available / 2**30:.1f} "
+        f"GiB available{' per rank' if processes > 1 else ''} under {source}; "
+        f"{memory_advice(cfg, batch_size, T, k, MARGIN * available)}"
     )
+
+
+def memory_advice(cfg, batch_size, seq_len, sequences_per_item, budget):
+    """What to change so an update fits in `budget` bytes: the largest micro-batch that divides
+    the batch and fits (activations grow linearly with it), else the batch or the model."""
+    one = estimate_memory(cfg, sequences_per_item, seq_len, batch_size * sequences_per_item)
+    fixed = sum(one.values()) - one["activations"]
+    micro = largest_divisor(batch_size, (budget - fixed) // one["activations"])
+    if micro:
+        return (f"use --micro-batch-size {micro}: the same updates of {batch_size}, "
+                f"accumulated over {batch_size // micro} micro-batches")
+    if sum(one.values()) - one["batch windows"] <= budget:  # all but the windows would fit
+        return (f"the windows of a batch of {batch_size} x {seq_len + 1} tokens alone take "
+                f"{one['batch windows'] / 2**30:.1f} GiB: use a smaller --batch-size")
+    return "even one sequence at a time does not fit: use a smaller preset or --n-ctx"
 
 
 def matmul_peak(size=1024, seconds=0.5):
@@ -121,7 +233,7 @@ def describe(cfg, batch_size, seq_len=None, peak_gflops=None, micro_batch_size=N
     `processes` ranks on this machine, what one rank's share costs)."""
     T = seq_len or cfg.n_ctx
     flops = flops_per_token(cfg, T)
-    memory = estimate_memory(cfg, micro_batch_size or batch_size, T)
+    memory = estimate_memory(cfg, micro_batch_size or batch_size, T, batch_size)
     parts = ", ".join(f"{k} {v / 2**20:,.0f}" for k, v in memory.items())
     lines = [
         f"{cfg.n_layer} layers, C={cfg.n_embd}, {cfg.n_head} heads, T={T}, "
@@ -132,13 +244,12 @@ def describe(cfg, batch_size, seq_len=None, peak_gflops=None, micro_batch_size=N
         f"memory: {sum(memory.values()) / 2**20:,.0f} MiB ({parts} MiB)",
     ]
     available = available_memory()
-    if available:
-        try:
-            check_fits(cfg, batch_size, micro_batch_size or batch_size, T, available,
-                       processes=processes)
+    if available is not None:
+        try:  # without `available`, a refusal names the limit that binds
+            check_fits(cfg, batch_size, micro_batch_size or batch_size, T, processes=processes)
             share = f", shared by {processes} ranks" if processes > 1 else ""
-            lines.append(f"fits in the {available / 2**30:,.1f} GiB this machine has "
-                         f"available{share}")
+            lines.append(f"fits in the {available / 2**30:,.1f} GiB available to this "
+                         f"process{share}")
         except ValueError as err:
             lines.append(f"does not fit: {err}")
     if peak_gflops:

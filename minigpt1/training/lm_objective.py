@@ -44,15 +44,21 @@ class TrainConfig:
     minutes: float | None = option(None, "wall-clock budget; the schedule is fitted to it")
 
     def __post_init__(self):
+        # ranges first: a micro_batch_size of 0 must not reach the modulo below
+        for name in ("max_steps", "batch_size", "micro_batch_size", "eval_every", "eval_windows",
+                     "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be at least 0, got {self.warmup_steps}")
+        check_finite_non_negative(self, ("lr", "min_lr_ratio", "weight_decay", "grad_clip"))
+        if self.minutes is not None and not 0 < self.minutes < math.inf:
+            raise ValueError(f"minutes must be a finite number > 0, got {self.minutes}")
         if self.batch_size % self.micro_batch_size:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must be a multiple of micro_batch_size "
                 f"({self.micro_batch_size})"
             )
-        for name in ("max_steps", "batch_size", "micro_batch_size", "eval_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        check_finite_non_negative(self, ("lr", "min_lr_ratio", "weight_decay", "grad_clip"))
 
 
 @dataclass
@@ -98,12 +104,13 @@ def evaluate(model, windows, micro_batch_size):
 
 
 def pretrain(model, optimizer, data, tcfg, run_dir, start_step=0, total_steps=None,
-             progress=True, world=SINGLE):
+             progress=True, world=SINGLE, fitted=None):
     """Run (or continue) pre-training on TokenData from start_step; on several ranks
     (`world`), each computes its share of every update and only rank 0 writes.
 
     total_steps is the schedule a resumed run started with; a fresh run (None) fits its
-    number of updates to tcfg.minutes once its first updates are timed. Returns {"steps",
+    number of updates to tcfg.minutes once its first updates are timed, and tells
+    `fitted(total)` the number. Returns {"steps",
     "val_loss", "tokens_per_s"} of this session, and "val_bits_per_<unit>" when the data
     gives its tokens per unit.
     """
@@ -129,7 +136,7 @@ def pretrain(model, optimizer, data, tcfg, run_dir, start_step=0, total_steps=No
     budget = None  # a resumed run keeps the schedule it started with
     if total_steps is None:
         flops = flops_per_token(model.cfg, seq_len).training * tokens_per_update
-        budget = loop.Budget(tcfg.minutes, flops)
+        budget = loop.Budget(tcfg.minutes, flops, fitted)
     schedule = loop.Schedule(start_step, total_steps or tcfg.max_steps, tcfg.eval_every,
                              tcfg.log_every, budget)
     done = loop.train(objective, schedule, run_dir, world, progress)

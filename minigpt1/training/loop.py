@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..fileio import write_text_atomic
+from ..fileio import naming_errors, write_text_atomic
 from .checkpoint import save_checkpoint
 from .distributed import SINGLE
 
@@ -54,6 +54,7 @@ class Budget:
 
     minutes: float | None
     flops_per_update: float  # for the GFLOP/s the timing reports
+    fitted: Callable[[int], None] | None = None  # told the total once fixed (run.json keeps it)
 
 
 @dataclass
@@ -86,15 +87,18 @@ def train(objective, schedule, run_dir, world=SINGLE, progress=True):
     bar = tqdm(total=total, initial=step, desc=objective.name, unit="step",
                disable=not (progress and world.is_writer), dynamic_ncols=True)
     started, durations = time.perf_counter(), []
-    with GracefulInterrupt() as interrupt:
+    # the bar closes however the loop ends: an error's message then gets a line of its own
+    with bar, GracefulInterrupt() as interrupt:
         # one rank's Ctrl-C stops them all, at the same update: none may wait for the others
         while step < total and not world.agree(interrupt.requested):
             t0 = time.perf_counter()
             record = {"step": step + 1, **objective.update(step, total)}
             durations.append(time.perf_counter() - t0)
             step += 1
-            if budget and step == min(MEASURED_STEPS + 2, total):  # now fix the schedule
-                total = bar.total = fit_to_budget(budget, durations, total, step, world)
+            # a budget counts from the session's first update (a resume's with --minutes)
+            if budget and step == min(schedule.start + MEASURED_STEPS + 2, total):
+                total = bar.total = fit_to_budget(budget, durations, total, step, world,
+                                                  schedule.start)
                 budget = None
             evaluated = step % schedule.eval_every == 0 or step == total
             if evaluated:
@@ -108,7 +112,6 @@ def train(objective, schedule, run_dir, world=SINGLE, progress=True):
             bar.set_postfix({"loss": f"{record['loss']:.3f}",
                              f"{objective.item}_s": f"{speed:,.0f}"})
             bar.update(1)
-    bar.close()
     if step < total:  # stopped early by Ctrl-C: keep what was done
         objective.save(step, total, None)
         world.barrier()  # no rank leaves before rank 0 has saved
@@ -119,15 +122,17 @@ def train(objective, schedule, run_dir, world=SINGLE, progress=True):
     return Outcome(step, validation, (step - schedule.start) * objective.per_update / seconds)
 
 
-def fit_to_budget(budget, durations, total, step, world):
-    """The run's number of updates once `durations` timed the first ones: as many as fit in
-    the budget (keeping ~10% for evaluations and checkpoints), at most `total`, and never fewer
-    than the `step` updates already done (the last one must still be evaluated)."""
+def fit_to_budget(budget, durations, total, step, world, start=0):
+    """The run's number of updates once `durations` timed the first ones: `start` plus as
+    many as fit in the budget (keeping ~10% for evaluations and checkpoints), at most `total`,
+    and never fewer than the `step` updates already done (the last one must be evaluated)."""
     timed = durations[2:] or durations  # the first two pay for first touches of memory
     seconds = world.broadcast_json(sum(timed) / len(timed))  # rank 0's timing: one plan for all
     if budget.minutes is not None:
-        total = max(1, min(total, int(0.9 * budget.minutes * 60 / seconds)))
+        total = max(1, min(total, start + int(0.9 * budget.minutes * 60 / seconds)))
     total = max(step, total)
+    if budget.fitted:
+        budget.fitted(total)
     tqdm.write(f"measured {seconds:.2f} s per update "
                f"({budget.flops_per_update / 1e9 / seconds:,.0f} GFLOP/s): {total} updates "
                f"planned ({total * seconds / 60:.1f} min)")
@@ -172,7 +177,7 @@ class GracefulInterrupt:
 
 
 def append_metrics(path, record):
-    with open(path, "a", encoding="utf-8") as f:
+    with naming_errors(path), open(path, "a", encoding="utf-8") as f:  # a full disk names it
         f.write(json.dumps(record) + "\n")
 
 

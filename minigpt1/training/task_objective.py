@@ -57,6 +57,8 @@ class FinetuneConfig:
         check_finite_non_negative(self, ("lr", "weight_decay", "grad_clip", "lm_coef"))
         if not 0 <= self.warmup < 1:
             raise ValueError(f"warmup is a fraction of the updates, in [0, 1): got {self.warmup}")
+        if not 0 <= self.clf_pdrop < 1:  # dropout divides by 1 - rate
+            raise ValueError(f"clf_pdrop is a dropout rate, in [0, 1): got {self.clf_pdrop}")
 
 
 def steps_per_epoch(n_examples, batch_size):

@@ -157,10 +157,10 @@ CASES = [
                                          p.out, *TINY], RUNTIME, "not valid UTF-8"),
     ("pretrain-lr-nan", lambda p: ["pretrain", "--text-dir", p.sample, "--out", p.out, *TINY,
                                    "--lr", "nan"], USAGE,
-     "lr must be a finite number >= 0, got nan; change --lr"),
+     "argument --lr: must be a finite number >= 0, got nan"),
     ("pretrain-negative-weight-decay", lambda p: ["pretrain", "--text-dir", p.sample, "--out",
                                                   p.out, *TINY, "--weight-decay", "-0.1"],
-     USAGE, "weight_decay must be a finite number >= 0, got -0.1; change --weight-decay"),
+     USAGE, "argument --weight-decay: must be a finite number >= 0, got -0.1"),
     ("pretrain-missing-tokenizer", lambda p: ["pretrain", "--text-dir", p.sample, "--out",
                                               p.out, "--tokenizer", p.missing, "--preset",
                                               "tiny"], RUNTIME, "no such tokenizer directory"),
@@ -176,7 +176,7 @@ CASES = [
      USAGE, "argument --max-steps: invalid int value: 'abc'"),
     ("pretrain-batch-size-zero", lambda p: ["pretrain", "--text-dir", p.sample, "--out", p.out,
                                             *TINY, "--batch-size", "0"], USAGE,
-     "batch_size must be at least 1, got 0; change --batch-size"),
+     "argument --batch-size: must be a positive integer"),
     ("pretrain-batch-not-multiple", lambda p: ["pretrain", "--text-dir", p.sample, "--out",
                                                p.out, *TINY, "--batch-size", "6",
                                                "--micro-batch-size", "4"], USAGE,
@@ -196,7 +196,7 @@ CASES = [
     # finetune
     ("finetune-lr-inf", lambda p: ["finetune", "--checkpoint", p.run, "--task", "genre",
                                    "--data", p.sample, "--out", p.out, "--lr", "inf"], USAGE,
-     "lr must be a finite number >= 0, got inf; change --lr"),
+     "argument --lr: must be a finite number >= 0, got inf"),
     ("finetune-missing-checkpoint", lambda p: ["finetune", "--checkpoint", p.missing, "--task",
                                                "genre", "--data", p.sample, "--out", p.out],
      RUNTIME, "neither a run folder"),
@@ -226,7 +226,7 @@ CASES = [
      "argument --epochs: invalid int value: 'abc'"),
     ("finetune-lm-coef-negative", lambda p: ["finetune", "--checkpoint", p.model, "--task",
                                              "genre", "--out", p.out, "--lm-coef", "-1"], USAGE,
-     "lm_coef must be a finite number >= 0, got -1.0; change --lm-coef"),
+     "argument --lm-coef: must be a finite number >= 0, got -1"),
     ("finetune-max-train-examples-zero", lambda p: ["finetune", "--checkpoint", p.model,
                                                     "--task", "genre", "--out", p.out,
                                                     "--max-train-examples", "0"], USAGE,
@@ -254,7 +254,7 @@ CASES = [
      "already holds an ablation"),
     ("ablation-epochs-zero", lambda p: ["ablation", "--checkpoint", p.run, "--out", p.out,
                                         "--epochs", "0"], USAGE,
-     "epochs must be at least 1, got 0; change --epochs"),
+     "argument --epochs: must be a positive integer"),
     ("ablation-lr-abc", lambda p: ["ablation", "--checkpoint", p.run, "--lr", "abc"], USAGE,
      "argument --lr: invalid float value: 'abc'"),
     # generate
@@ -275,7 +275,7 @@ CASES = [
      RUNTIME, "has no 'best' checkpoint"),
     ("generate-temperature-negative", lambda p: ["generate", "--checkpoint", p.run,
                                                  "--temperature", "-1"], USAGE,
-     "--temperature: must be a number >= 0, got -1"),
+     "--temperature: must be 0 (greedy) or a number from 0.001 to 1000, got -1"),
     ("generate-max-new-tokens-abc", lambda p: ["generate", "--checkpoint", p.run,
                                                "--max-new-tokens", "abc"], USAGE,
      "invalid int value: 'abc'"),
@@ -284,7 +284,7 @@ CASES = [
     ("generate-top-p-above-one", lambda p: ["generate", "--checkpoint", p.run, "--top-p", "2"],
      USAGE, "--top-p: must be in (0, 1]"),
     ("generate-empty-prompt", lambda p: ["generate", "--checkpoint", p.run, "--prompt", ""],
-     USAGE, "--prompt is empty"),
+     USAGE, "argument --prompt: must be non-empty text"),
     # export
     ("export-missing-checkpoint", lambda p: ["export", "--checkpoint", p.missing, "--out",
                                              p.out], RUNTIME, "neither a run folder"),
@@ -300,7 +300,7 @@ CASES = [
      "the following arguments are required: --out"),
     # estimate (reads no file)
     ("estimate-batch-zero", lambda p: ["estimate", "--batch", "0"], USAGE,
-     "--batch: must be a positive integer, got 0"),
+     "--batch: must be a positive integer up to 1,000,000,000, got 0"),
     ("estimate-batch-abc", lambda p: ["estimate", "--batch", "abc"], USAGE,
      "invalid int value: 'abc'"),
     ("estimate-seq-negative", lambda p: ["estimate", "--seq", "-5"], USAGE,
@@ -462,7 +462,7 @@ def test_the_terminal_sees_no_traceback(shared):
     assert "--resume and --force cannot be used together" in usage.stderr
     argparse_error = python_m("estimate", "--batch", "0")
     assert argparse_error.returncode == USAGE and "Traceback" not in argparse_error.stderr
-    assert "--batch: must be a positive integer, got 0" in argparse_error.stderr
+    assert "--batch: must be a positive integer up to 1,000,000,000, got 0" in argparse_error.stderr
 
 
 def test_the_terminal_sees_the_traceback_with_debug(shared):

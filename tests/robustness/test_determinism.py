@@ -32,7 +32,7 @@ from tests.conftest import SMALL, wait_for
 ROOT = Path(__file__).resolve().parents[2]
 KILL_SEED = int(os.environ.get("MINIGPT1_KILL_SEED", str(time.time_ns() % 2**32)))
 STEPS = 24
-FLAGS = ["--preset", "tiny", "--n-ctx", "32", "--vocab-size", "300", "--batch-size", "4",
+FLAGS = ["--preset", "tiny", "--n-ctx", "32", "--batch-size", "4",  # the BPE is --tokenizer
          "--micro-batch-size", "2", "--warmup-steps", "4", "--eval-every", "4",
          "--eval-windows", "4", "--log-every", "1", "--lr", "3e-3", "--seed", "3",
          "--max-steps", str(STEPS)]

@@ -267,7 +267,7 @@ def test_a_folder_left_by_a_killed_save_is_replaced(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # training: Ctrl-C from the command line, a NaN in a gradient
 
-FLAGS = ["--preset", "tiny", "--n-ctx", "32", "--vocab-size", "300", "--batch-size", "4",
+FLAGS = ["--preset", "tiny", "--n-ctx", "32", "--batch-size", "4",  # the BPE is --tokenizer
          "--micro-batch-size", "2", "--warmup-steps", "4", "--eval-every", "4",
          "--eval-windows", "4", "--log-every", "1", "--lr", "3e-3"]
 
