@@ -7,6 +7,7 @@ An error prints one paragraph on stderr; `--debug` shows the exception's traceba
 """
 
 import argparse
+import errno
 import math
 import os
 import re
@@ -727,13 +728,29 @@ def _bpe_show(args):
     return 0
 
 
+# What to do about the file-system errors a path given on the command line can meet; the
+# message names the path (err.filename) and the system's reason before this advice.
+OS_ERROR_ADVICE = {
+    errno.EEXIST: "a file is in the way where a folder must be made: move it, or give another "
+                  "path",
+    errno.ENOTDIR: "a part of this path is a file, not a folder: give another path",
+    errno.EISDIR: "this is a folder where a file was expected: give the file's path",
+    errno.EACCES: "you may not read or write there: give a path of your own, or change its "
+                  "permissions",
+    errno.EROFS: "that file system is read-only: give a path on a writable one",
+    errno.ENAMETOOLONG: "shorten the path",
+    errno.ELOOP: "a symbolic link in this path points back into itself: give another path",
+}
+
+
 def _error_message(err, args):
     """(exit status, one paragraph for stderr) for an exception that ended a command."""
     if isinstance(err, UsageError):
         command = " ".join(filter(None, (args.command, getattr(args, "bpe_command", None))))
         return 2, f"error: {err} (see python -m minigpt1 {command} --help)"
     if isinstance(err, OSError) and err.strerror and err.filename:  # open(), mkdir(), ...
-        return 1, f"error: {err.filename}: {err.strerror}"
+        advice = OS_ERROR_ADVICE.get(err.errno, "")
+        return 1, f"error: {err.filename}: {err.strerror}" + (f"; {advice}" if advice else "")
     if isinstance(err, (ValueError, RuntimeError, OSError)):  # FormatError is a ValueError
         return 1, f"error: {err}"
     return 1, (f"error: unexpected {type(err).__name__}: {err} (a bug in minigpt1? run again "

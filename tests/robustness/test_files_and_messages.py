@@ -212,3 +212,54 @@ def test_an_error_during_training_is_printed_below_the_progress_bar(corpus, tmp_
     assert f"{run / 'metrics.jsonl'}: no space left" in message
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2
     assert "free some space" in message  # the fix
+
+
+# ---------------------------------------------------------------------------------------------
+# a path that cannot be used names itself and what to do (the system's words alone did not)
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    folder = tmp_path / "model"
+    tokenizer = BPETokenizer.train(["to be or not to be"] * 5, vocab_size=270, mode="bytes",
+                                   progress=False)
+    GPT(GPTConfig.preset("tiny", vocab_size=tokenizer.vocab_size, n_ctx=8)).save_pretrained(folder)
+    tokenizer.save(folder)
+    return folder
+
+
+@pytest.mark.parametrize("out, advice", [
+    ("a-file", "a file is in the way where a folder must be made"),  # was "File exists"
+    ("a-file/below", "a part of this path is a file, not a folder"),  # was "Not a directory"
+])
+def test_a_path_in_the_way_names_itself_and_the_fix(tmp_path, model_dir, capsys, out, advice):
+    (tmp_path / "a-file").write_text("the user's\n")
+    status = main(["export", "--checkpoint", str(model_dir), "--out", str(tmp_path / out)])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"{tmp_path / out}:" in err and advice in err and "give another path" in err
+    assert (tmp_path / "a-file").read_text() == "the user's\n"
+
+
+@pytest.mark.parametrize("code", [errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EACCES,
+                                  errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP])
+def test_every_file_system_error_of_a_path_gets_advice(code):
+    err = OSError(code, os.strerror(code), "some/path")
+    status, message = _error_message(err, None)
+    assert status == 1 and message.startswith(f"error: some/path: {os.strerror(code)}; ")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symbolic links need privileges on Windows")
+def test_force_starts_over_in_a_run_folder_reached_through_a_symbolic_link(corpus, tmp_path):
+    # rmtree on the link itself failed: "Cannot call rmtree on a symbolic link"
+    texts, tokenizer_dir = corpus
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    (real / "old-run.txt").write_text("what --force may delete\n")
+    link.symlink_to(real)
+    code = main(["pretrain", "--text-dir", str(texts), "--out", str(link), "--force",
+                 "--tokenizer", str(tokenizer_dir), "--preset", "tiny", "--n-ctx", "32",
+                 "--batch-size", "2", "--micro-batch-size", "2", "--eval-windows", "2",
+                 "--max-steps", "2"])
+    assert code == 0 and link.is_symlink()
+    assert (real / "run.json").exists() and not (real / "old-run.txt").exists()
