@@ -4,7 +4,10 @@ small corpus with its tokenizer for the tests that run whole training jobs."""
 import importlib
 import os
 import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +72,13 @@ def wait_for(condition, proc, timeout=60.0):
             out, err = proc.communicate()
             pytest.fail(f"the run ended (or hung) before it could be interrupted:\n{out}\n{err}")
         time.sleep(0.005)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_minigpt1(*args):
+    """`python -m minigpt1 ARGS` in a fresh process from the checkout, started, not waited for;
+    stdout and stderr piped as text."""
+    return subprocess.Popen([sys.executable, "-m", "minigpt1", *map(str, args)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

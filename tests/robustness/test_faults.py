@@ -28,7 +28,7 @@ from minigpt1.training import lm_objective
 from minigpt1.training.checkpoint import load_checkpoint, read_index, save_checkpoint
 from minigpt1.training.lm_objective import TrainConfig
 from minigpt1.training.update import Diverged
-from tests.conftest import SMALL, wait_for
+from tests.conftest import SMALL, start_minigpt1, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 KILL_TRIALS = int(os.environ.get("MINIGPT1_KILL_TRIALS", "25"))
@@ -272,11 +272,6 @@ FLAGS = ["--preset", "tiny", "--n-ctx", "32", "--batch-size", "4",  # the BPE is
          "--eval-windows", "4", "--log-every", "1", "--lr", "3e-3"]
 
 
-def cli(*args):
-    """`python -m minigpt1 ...` in a fresh process (started, not waited for)."""
-    return subprocess.Popen([sys.executable, "-m", "minigpt1", *map(str, args)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
 
 def metric_steps(run_dir):
     path = run_dir / "metrics.jsonl"
@@ -288,8 +283,8 @@ def metric_steps(run_dir):
 def test_ctrl_c_during_training_saves_and_resume_continues(tmp_path, corpus):
     texts, tokenizer = corpus
     out = tmp_path / "run"
-    proc = cli("pretrain", "--text-dir", texts, "--out", out, "--tokenizer", tokenizer,
-               "--max-steps", 60, *FLAGS)
+    proc = start_minigpt1("pretrain", "--text-dir", texts, "--out", out, "--tokenizer",
+                          tokenizer, "--max-steps", 60, *FLAGS)
     wait_for(lambda: len(metric_steps(out)) >= 2, proc)  # it is updating
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
@@ -300,7 +295,7 @@ def test_ctrl_c_during_training_saves_and_resume_continues(tmp_path, corpus):
     assert f"interrupted: stopped at step {stopped}; continue with --resume" in stderr
     assert metric_steps(out)[-1] == stopped  # the update in flight was finished and logged
 
-    resumed = cli("pretrain", "--text-dir", texts, "--out", out, "--resume", *FLAGS)
+    resumed = start_minigpt1("pretrain", "--text-dir", texts, "--out", out, "--resume", *FLAGS)
     stdout, stderr = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, stderr
     assert f"resuming {out} at step {stopped} of 60" in stdout

@@ -16,18 +16,13 @@ import pytest
 
 from minigpt1.jobs.run_folder import HOLDER, LOCK, RunFolderInUse, hold_run_dir, start_run_dir
 from minigpt1.training.checkpoint import load_checkpoint
-from tests.conftest import wait_for
+from tests.conftest import start_minigpt1, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 FLAGS = ["--preset", "tiny", "--n-ctx", "32", "--batch-size", "4",
          "--micro-batch-size", "2", "--warmup-steps", "4", "--eval-every", "4",
          "--eval-windows", "4", "--log-every", "1", "--max-steps", "100000"]
 
-
-def minigpt1(*args):
-    """`python -m minigpt1 ARGS` in a fresh process, not waited for."""
-    return subprocess.Popen([sys.executable, "-m", "minigpt1", *map(str, args)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish(proc):
@@ -50,21 +45,21 @@ def test_a_second_writer_on_a_live_run_is_refused_and_the_first_finishes_intact(
                                                                                   tmp_path):
     texts, tokenizer = corpus
     run = tmp_path / "run"
-    first = minigpt1("pretrain", "--text-dir", texts, "--out", run, "--tokenizer", tokenizer,
-                     *FLAGS)
+    first = start_minigpt1("pretrain", "--text-dir", texts, "--out", run, "--tokenizer",
+                           tokenizer, *FLAGS)
     # past its first checkpoint and the step its schedule is fixed at (run.json then final)
     wait_for(lambda: len(lines(run / "metrics.jsonl")) >= 12, first, timeout=300)
     before = snapshot(run)
     assert {"run.json", "tokenizer/vocab.json"} <= before.keys()
     for extra in ([], ["--force"], ["--resume"]):
-        code, _, err = finish(minigpt1("pretrain", "--text-dir", texts, "--out", run,
-                                       "--tokenizer", tokenizer, *FLAGS, *extra))
+        code, _, err = finish(start_minigpt1("pretrain", "--text-dir", texts, "--out", run,
+                                             "--tokenizer", tokenizer, *FLAGS, *extra))
         assert code == 1, (extra, err)
         assert f"in use by process {first.pid}" in err, err
         assert "python -m minigpt1 pretrain" in err and "Traceback" not in err
         assert snapshot(run) == before, extra  # --force deleted nothing
     # a reader needs no lock: generate samples the last complete checkpoint meanwhile
-    code, out, err = finish(minigpt1("generate", "--checkpoint", run, "--max-new-tokens", 5))
+    code, out, err = finish(start_minigpt1("generate", "--checkpoint", run, "--max-new-tokens", 5))
     assert code == 0, err
     first.send_signal(signal.SIGINT)  # stop the first run: it saves, and ends as it should
     code, _, err = finish(first)
