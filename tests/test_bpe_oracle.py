@@ -28,9 +28,10 @@ MIXED = (
     "Tabs\there, \"quotes\", 'single', e-mail: x@y.z #hashtag 100% $5 & more...\n\n"
     "Αθήνα Москва 東京 ☃ 🤗 don't won't can't Ünïcödé"
 )
-# tokenizers classifies characters with Unicode 8.0 tables (see minigpt1/text.py). Unicode 3.2,
-# the only older table Python ships, holds none of the later additions; these four characters
-# changed category after Unicode 8.0 and are the known differences inside it.
+# tokenizers classifies characters with Unicode 8.0 tables (see
+# minigpt1/tokenizer/pretokenization.py). Unicode 3.2, the only older table Python ships,
+# holds none of the later additions; these four characters changed category after Unicode 8.0
+# and are the known differences inside it.
 RECATEGORISED = {"\u166d", "\u1734", "\u1885", "\u1886"}
 UNASSIGNED = regex.compile(r"\p{Cn}")
 

@@ -16,7 +16,7 @@ FlashAttention's tiling, without its fusion. Up to QUERY_BLOCK tokens there is o
 
 Within a block the passes over the (b - a, P + b) scores are cut down too:
 - the queries are scaled before the product (T * hs numbers, not T * T scores);
-- the softmax works in place, with its row sums as BLAS products (rows.py);
+- the softmax works in place, with its row sums as BLAS products (row_sums.py);
 - the softmax backward needs D = sum over keys of dprobs * probs, one number per query. That
   sum equals dy_h . y_h (the FlashAttention identity: sum_k (dy . v_k) probs_d_k = dy . y,
   dropout included), a dot product over hs values instead of a pass over the keys.

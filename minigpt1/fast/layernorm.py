@@ -1,6 +1,6 @@
 """LayerNorm on the CPU: layers/layernorm.py's math with BLAS row means and in-place updates.
 
-The means over a row of C channels are matrix-vector products (rows.py), and the centred
+The means over a row of C channels are matrix-vector products (row_sums.py), and the centred
 input becomes xhat in its own memory instead of in a new array.
 """
 

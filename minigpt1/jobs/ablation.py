@@ -21,7 +21,7 @@ from ..fileio import write_json_atomic, write_text_atomic
 from ..plots import plot_bars
 from ..training.task_objective import FinetuneConfig
 from .finetune import FinetunePlan, run_finetuning
-from .run_folder import holds_run_dir, load_model, load_task, plan_json, source_text_dir
+from .run_folder import hold_run_dir, load_model, load_task, plan_json, source_text_dir
 
 TASKS = ("genre", "continuation", "same-work", "next-line")
 VARIANTS = {  # name: (transfer_layers, lm_coef)
@@ -87,39 +87,40 @@ def markdown_table(results, zero_shot, tasks=TASKS):
     return "\n".join(lines)
 
 
-@holds_run_dir("out_dir")  # one ablation per folder (each run in it locks its own too)
 def run_ablation(plan, progress=True):
     """Fine-tune every variant on every task; write and return the table (test scores)."""
-    out_dir = Path(plan.out_dir)
-    if (out_dir / "ablation.md").exists() and not plan.force:
-        raise FileExistsError(f"{out_dir} already holds an ablation; use --force or another --out")
-    fcfg, tasks = plan.finetune, plan.tasks
-    text_dir = plan.text_dir or source_text_dir(plan.checkpoint)
-    data = {name: load_task(name, text_dir=text_dir, seed=fcfg.seed) for name in tasks}
-    model, tokenizer = load_model(plan.checkpoint)
-    zero_shot = None
-    if "next-line" in data:
-        zero_shot = zero_shot_multiple_choice(model, tokenizer, data["next-line"].splits["test"],
-                                              progress)
-        print(f"zero-shot next-line accuracy of the pre-trained model: {zero_shot:.3f}")
-    results = {}
-    for variant, (transfer, lm_coef) in VARIANTS.items():
-        config = replace(fcfg, transfer_layers=transfer, lm_coef=lm_coef)
-        results[variant] = {}
-        for name, task in data.items():
-            print(f"--- {variant}: {name} ---")
-            folder = out_dir / variant.replace(" + ", "-").replace(" ", "-") / name
-            run = run_finetuning(FinetunePlan(plan.checkpoint, name, folder, finetune=config,
-                                              force=True), task, progress=progress)
-            results[variant][name] = run["scores"]["test"]
-    table = markdown_table(results, zero_shot, tasks)
-    write_text_atomic(out_dir / "ablation.md", table + "\n")
-    write_json_atomic(out_dir / "ablation.json", {"checkpoint": str(plan.checkpoint),
-                                                  "settings": asdict(fcfg), "test": results,
-                                                  "zero_shot_next_line": zero_shot,
-                                                  "plan": plan_json(plan)})
-    bars = {task: {v: 100 * results[v][task] for v in results} for task in tasks}
-    plot_bars(bars, out_dir / "ablation.png", title="Ablation on the Shakespeare tasks (test)",
-              ylabel="accuracy (%)")
-    print(table)
-    return results, zero_shot
+    with hold_run_dir(plan.out_dir):  # one ablation per folder (each run in it locks its own)
+        out_dir = Path(plan.out_dir)
+        if (out_dir / "ablation.md").exists() and not plan.force:
+            raise FileExistsError(f"{out_dir} already holds an ablation; use --force or "
+                                  "another --out")
+        fcfg, tasks = plan.finetune, plan.tasks
+        text_dir = plan.text_dir or source_text_dir(plan.checkpoint)
+        data = {name: load_task(name, text_dir=text_dir, seed=fcfg.seed) for name in tasks}
+        model, tokenizer = load_model(plan.checkpoint)
+        zero_shot = None
+        if "next-line" in data:
+            test = data["next-line"].splits["test"]
+            zero_shot = zero_shot_multiple_choice(model, tokenizer, test, progress)
+            print(f"zero-shot next-line accuracy of the pre-trained model: {zero_shot:.3f}")
+        results = {}
+        for variant, (transfer, lm_coef) in VARIANTS.items():
+            config = replace(fcfg, transfer_layers=transfer, lm_coef=lm_coef)
+            results[variant] = {}
+            for name, task in data.items():
+                print(f"--- {variant}: {name} ---")
+                folder = out_dir / variant.replace(" + ", "-").replace(" ", "-") / name
+                run = run_finetuning(FinetunePlan(plan.checkpoint, name, folder, finetune=config,
+                                                  force=True), task, progress=progress)
+                results[variant][name] = run["scores"]["test"]
+        table = markdown_table(results, zero_shot, tasks)
+        write_text_atomic(out_dir / "ablation.md", table + "\n")
+        write_json_atomic(out_dir / "ablation.json", {"checkpoint": str(plan.checkpoint),
+                                                      "settings": asdict(fcfg), "test": results,
+                                                      "zero_shot_next_line": zero_shot,
+                                                      "plan": plan_json(plan)})
+        bars = {task: {v: 100 * results[v][task] for v in results} for task in tasks}
+        plot_bars(bars, out_dir / "ablation.png", title="Ablation on the Shakespeare tasks (test)",
+                  ylabel="accuracy (%)")
+        print(table)
+        return results, zero_shot

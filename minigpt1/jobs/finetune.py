@@ -43,10 +43,12 @@ from .run_folder import (
     FORMAT_VERSION,
     check_run_dir,
     fingerprint,
-    holds_run_dir,
+    held_by_writer,
     load_model,
     load_task,
     plan_json,
+    record_config,
+    run_tokenizer_fingerprint,
     source_text_dir,
     start_run_dir,
 )
@@ -156,10 +158,7 @@ def resumed_plan(plan):
 def check_run_files(run, run_dir, task):
     """Refuse a tokenizer or task examples other than those the run started with (run.json
     written before they were recorded says nothing, and nothing is compared)."""
-    folder = Path(run_dir) / "tokenizer"
-    if run.get("tokenizer_fingerprint") not in (None, fingerprint(folder)):
-        raise ValueError(f"{folder} is not the tokenizer the run started with (its files differ "
-                         "from the fingerprint in run.json): restore it, or start a new run")
+    run_tokenizer_fingerprint(run, run_dir)
     if run.get("examples") not in (None, examples_digest(task)):
         raise ValueError(
             f"the task's examples (read from {run.get('data') or 'the pre-training corpus'}) "
@@ -194,7 +193,6 @@ def resumed_task_model(plan):
     return model, BPETokenizer.load(run_dir / "tokenizer"), checkpoint
 
 
-@holds_run_dir("run_dir")  # one writer per run folder, for the whole job
 def run_finetuning(plan, task=None, world=SINGLE, progress=True):
     """Fine-tune (or resume) as planned; returns a summary with validation and test metrics.
 
@@ -202,27 +200,28 @@ def run_finetuning(plan, task=None, world=SINGLE, progress=True):
     already. On several ranks, rank 0 prepares the run and every rank trains; only rank 0
     evaluates the test split and returns the summary (the others None).
     """
-    run = share(prepare_finetuning(plan, task, world) if world.is_writer else None, world)
-    fcfg = run.plan.finetune
-    model = run.model or TaskModel(GPT(run.cfg, seed=fcfg.seed, device=run.plan.device),
-                                   run.spec, fcfg.seed, fcfg.clf_pdrop)
-    optimizer = AdamW(model.params, lr=fcfg.lr, weight_decay=fcfg.weight_decay)
-    if run.optimizer:
-        optimizer.load_state_dict(run.optimizer)
-    world.share_weights(model, optimizer)  # all ranks start from rank 0's weights
-    run_dir = Path(run.plan.run_dir)
-    result = finetune(model, optimizer, run.encoded["train"], run.encoded["validation"], fcfg,
-                      run_dir, run.start_step, progress, world)
-    if not world.is_writer:
-        return None
-    spec = model.spec
-    scores = {split: evaluate_task(model, examples, fcfg.batch_size)["metric"]
-              for split, examples in run.encoded.items() if split != "train"}
-    write_json_atomic(run_dir / "results.json", {"task": spec.name, "metric": spec.metric,
-                                                 **scores})
-    plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png",
-                title=f"fine-tuning on {spec.name} (lambda = {fcfg.lm_coef})")
-    return {"run_dir": run_dir, "model": model, "spec": spec, "scores": scores, **result}
+    with held_by_writer(plan.run_dir, world):  # one writer per run folder, for the whole job
+        run = share(prepare_finetuning(plan, task, world) if world.is_writer else None, world)
+        fcfg = run.plan.finetune
+        model = run.model or TaskModel(GPT(run.cfg, seed=fcfg.seed, device=run.plan.device),
+                                       run.spec, fcfg.seed, fcfg.clf_pdrop)
+        optimizer = AdamW(model.params, lr=fcfg.lr, weight_decay=fcfg.weight_decay)
+        if run.optimizer:
+            optimizer.load_state_dict(run.optimizer)
+        world.share_weights(model, optimizer)  # all ranks start from rank 0's weights
+        run_dir = Path(run.plan.run_dir)
+        result = finetune(model, optimizer, run.encoded["train"], run.encoded["validation"], fcfg,
+                          run_dir, run.start_step, progress, world)
+        if not world.is_writer:
+            return None
+        spec = model.spec
+        scores = {split: evaluate_task(model, examples, fcfg.batch_size)["metric"]
+                  for split, examples in run.encoded.items() if split != "train"}
+        write_json_atomic(run_dir / "results.json", {"task": spec.name, "metric": spec.metric,
+                                                     **scores})
+        plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png",
+                    title=f"fine-tuning on {spec.name} (lambda = {fcfg.lm_coef})")
+        return {"run_dir": run_dir, "model": model, "spec": spec, "scores": scores, **result}
 
 
 def share(run, world):
@@ -281,10 +280,7 @@ def prepare_finetuning(plan, task=None, world=SINGLE):
     if not plan.resume:  # only now: bad data must not cost an earlier run its folder
         start_finetune_folder(plan, task, model.gpt.cfg, tokenizer)
     elif fcfg.epochs != run["finetune"]["epochs"]:  # the next bare --resume continues it
-        run = {**run, "finetune": asdict(fcfg)}
-        if isinstance(run.get("plan"), dict):
-            run["plan"] = {**run["plan"], "finetune": asdict(fcfg)}
-        write_json_atomic(run_dir / "run.json", run)
+        record_config(run_dir, run, "finetune", fcfg)
     print(show_layout(encoded["train"][0], tokenizer))
     if saved:
         print(f"resuming {run_dir} at step {saved.step}")

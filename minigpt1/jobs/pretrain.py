@@ -49,8 +49,10 @@ from .run_folder import (
     check_run_dir,
     checkpoint_config,
     fingerprint,
-    holds_run_dir,
+    held_by_writer,
     plan_json,
+    record_config,
+    run_tokenizer_fingerprint,
     start_run_dir,
 )
 
@@ -95,7 +97,6 @@ class PreparedRun:
     checkpoint: Checkpoint | None = None  # rank 0 only: the weights and AdamW state to resume
 
 
-@holds_run_dir("run_dir")  # one writer per run folder, for the whole job
 def run_pretraining(plan, world=SINGLE, progress=True):
     """Pre-train (or resume) a model as planned; returns a summary dict.
 
@@ -103,24 +104,25 @@ def run_pretraining(plan, world=SINGLE, progress=True):
     run on the same data skips the encoding. On several ranks, rank 0 prepares the run and
     every rank trains; only rank 0 returns the summary (the others None).
     """
-    run = share(prepare_pretraining(plan, world) if world.is_writer else None, world)
-    tcfg, checkpoint = run.plan.train, run.checkpoint
-    model = GPT(run.cfg, seed=tcfg.seed, device=run.plan.device,
-                params=checkpoint and checkpoint.params)
-    optimizer = AdamW(model.params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    if checkpoint:
-        optimizer.load_state_dict(checkpoint.optimizer)
-    world.share_weights(model, optimizer)  # all ranks start from rank 0's weights
-    run_dir = Path(run.plan.run_dir)
-    result = pretrain(model, optimizer, run.data, tcfg, run_dir, run.start_step,
-                      run.total_steps, progress, world,
-                      record_total(run_dir) if world.is_writer else None)
-    if not world.is_writer:
-        return None
-    plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png",
-                title=f"pre-training {run.plan.preset} on {run.plan.text_dir}")
-    plot_lr(run_dir / "metrics.jsonl", run_dir / "lr.png")
-    return {"run_dir": run_dir, "model": model, "tokenizer": run.tokenizer, **result}
+    with held_by_writer(plan.run_dir, world):  # one writer per run folder, for the whole job
+        run = share(prepare_pretraining(plan, world) if world.is_writer else None, world)
+        tcfg, checkpoint = run.plan.train, run.checkpoint
+        model = GPT(run.cfg, seed=tcfg.seed, device=run.plan.device,
+                    params=checkpoint and checkpoint.params)
+        optimizer = AdamW(model.params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+        if checkpoint:
+            optimizer.load_state_dict(checkpoint.optimizer)
+        world.share_weights(model, optimizer)  # all ranks start from rank 0's weights
+        run_dir = Path(run.plan.run_dir)
+        result = pretrain(model, optimizer, run.data, tcfg, run_dir, run.start_step,
+                          run.total_steps, progress, world,
+                          record_total(run_dir) if world.is_writer else None)
+        if not world.is_writer:
+            return None
+        plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png",
+                    title=f"pre-training {run.plan.preset} on {run.plan.text_dir}")
+        plot_lr(run_dir / "metrics.jsonl", run_dir / "lr.png")
+        return {"run_dir": run_dir, "model": model, "tokenizer": run.tokenizer, **result}
 
 
 def share(run, world):
@@ -219,13 +221,13 @@ def resume_run(plan, documents, train_texts, val_texts, world=SINGLE):
     tokenizer = BPETokenizer.load(run_dir / "tokenizer")
     checkpoint = load_checkpoint(run_dir) if read_index(run_dir) is not None else None
     check_resume(cfg, checkpoint, tokenizer)  # a tokenizer of another size says so
-    key = tokenizer_fingerprint(run, run_dir)
+    key = run_tokenizer_fingerprint(run, run_dir)
     tcfg = budget_extension(recorded, plan.train) if plan.extend else recorded
     check_rank_fits(cfg, world, tcfg.batch_size, tcfg.micro_batch_size)
     data = token_data(plan, tokenizer, key, train_texts, val_texts)
     total = resumed_total(run, recorded, tcfg, checkpoint)
     if tcfg != recorded:  # the next bare --resume continues the extended run
-        record_extension(run_dir, run, tcfg, total)
+        record_config(run_dir, run, "train", tcfg, total_steps=total)
     start = checkpoint.step if checkpoint else 0
     print(f"resuming {run_dir} at step {start} of "
           f"{total or f'the updates that fit in {tcfg.minutes:g} minutes'}")
@@ -247,17 +249,6 @@ def check_texts(run, text_dir, documents):
         raise ValueError(
             f"the texts in {text_dir} are not those the run started on ({', '.join(changes)}): "
             "restore them to continue this run, or start a new run on the new texts")
-
-
-def tokenizer_fingerprint(run, run_dir):
-    """The run's tokenizer folder's fingerprint, refused unless run.json records the same."""
-    folder = run_dir / "tokenizer"
-    key = fingerprint(folder)
-    if run.get("tokenizer_fingerprint") not in (None, key):
-        raise ValueError(
-            f"{folder} is not the tokenizer the run started with (its files differ from the "
-            "fingerprint in run.json): restore it to continue this run, or start a new run")
-    return key
 
 
 def budget_extension(recorded, given):
@@ -282,14 +273,6 @@ def resumed_total(run, recorded, tcfg, checkpoint):
     if isinstance(run.get("total_steps"), int):
         return run["total_steps"]  # fitted, and recorded as soon as it was
     return None if recorded.minutes else recorded.max_steps
-
-
-def record_extension(run_dir, run, tcfg, total):
-    """run.json after a budget extension: its train config, and its total (None: refit)."""
-    run = {**run, "train": asdict(tcfg), "total_steps": total}
-    if isinstance(run.get("plan"), dict):
-        run["plan"] = {**run["plan"], "train": asdict(tcfg)}
-    write_json_atomic(Path(run_dir) / "run.json", run)
 
 
 def record_total(run_dir):

@@ -1,6 +1,6 @@
 """What the jobs share: their run folders, the models in them, and the data they start from.
 
-    holds_run_dir                  a job holds its folder's lock while it runs: one writer
+    held_by_writer                 a job holds its folder's lock while it runs: one writer
     check_run_dir, start_run_dir   may this folder be used as asked; empty it for a new run
     plan_json                      a job's plan as run.json records it
     fingerprint                    a tokenizer folder's digest (token-id caches are keyed by it)
@@ -8,16 +8,14 @@
     default_corpus, source_text_dir, load_task    the texts and tasks a job trains on
 """
 
-import functools
 import hashlib
-import inspect
 import os
 import shlex
 import shutil
 import socket
 import sys
 import time
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict
 from pathlib import Path
 
@@ -43,23 +41,11 @@ class RunFolderInUse(RuntimeError):
     """Another process holds the run folder's lock (exit status 1)."""
 
 
-def holds_run_dir(folder_field):
-    """Decorator of a job `run_*(plan, ...)`: it runs holding the lock of the folder
-    plan.<folder_field>, so that a second job on that folder (a --force or --resume
-    included) stops before it writes or deletes anything. Only the writing rank locks."""
-
-    def decorate(job):
-        @functools.wraps(job)
-        def locked(*args, **kwargs):
-            call = inspect.signature(job).bind(*args, **kwargs)
-            if not call.arguments.get("world", SINGLE).is_writer:
-                return job(*args, **kwargs)
-            with hold_run_dir(getattr(call.arguments["plan"], folder_field)):
-                return job(*args, **kwargs)
-
-        return locked
-
-    return decorate
+def held_by_writer(run_dir, world=SINGLE):
+    """The lock of run_dir held by the rank that writes it (hold_run_dir), so that a second
+    job on that folder (a --force or --resume included) stops before it writes or deletes
+    anything; the other ranks of a distributed run write nothing and take no lock."""
+    return hold_run_dir(run_dir) if world.is_writer else nullcontext()
 
 
 @contextmanager
@@ -175,6 +161,28 @@ def fingerprint(directory):
         if path.is_file():
             h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+def run_tokenizer_fingerprint(run, run_dir):
+    """The fingerprint of a run folder's tokenizer/, refused unless run.json records the same
+    (a run.json written before fingerprints were recorded says nothing: nothing is compared)."""
+    folder = Path(run_dir) / "tokenizer"
+    key = fingerprint(folder)
+    if run.get("tokenizer_fingerprint") not in (None, key):
+        raise ValueError(
+            f"{folder} is not the tokenizer the run started with (its files differ from the "
+            "fingerprint in run.json): restore it to continue this run, or start a new run")
+    return key
+
+
+def record_config(run_dir, run, name, config, **more):
+    """Rewrite run.json (read as `run`) with the config dataclass `config` as its section
+    `name` (and as the recorded plan's), and any `more` keys: how a resume that extends the
+    budget makes the next bare --resume continue the extended run."""
+    run = {**run, name: asdict(config), **more}
+    if isinstance(run.get("plan"), dict):
+        run["plan"] = {**run["plan"], name: asdict(config)}
+    write_json_atomic(Path(run_dir) / "run.json", run)
 
 
 def checkpoint_config(checkpoint):
