@@ -79,3 +79,26 @@ def test_killed_writer_leaves_a_loadable_checkpoint(tmp_path, delay):
     for value in ckpt.params.values():  # complete, and every array from the same step
         assert value.shape == (256, 1024) and np.all(value == ckpt.step)
     assert load_checkpoint(tmp_path, "best").step == ckpt.step
+
+
+def test_a_reader_follows_a_writer_that_pruned_the_checkpoint_it_was_reading(tmp_path,
+                                                                                monkeypatch):
+    # generate and export read a run while it trains: between reading the index and the
+    # files, the run saves step 30 and prunes step 20, which the index named a moment ago
+    from minigpt1.training import checkpoint
+
+    save_checkpoint(tmp_path, 10, arrays(10), moments(10), {}, val_loss=1.0)
+    save_checkpoint(tmp_path, 20, arrays(20), moments(20), {}, val_loss=2.0)
+    load_named, saves = checkpoint._load_named, []
+
+    def a_save_in_between(run_dir, index, which):
+        if not saves:
+            saves.append(save_checkpoint(tmp_path, 30, arrays(30), moments(30), {}, 3.0))
+        return load_named(run_dir, index, which)
+
+    monkeypatch.setattr(checkpoint, "_load_named", a_save_in_between)
+    assert load_checkpoint(tmp_path).step == 30 and saves
+    # a folder that is broken with no writer moving on is still an error, not a loop
+    (tmp_path / "checkpoints" / "step-0000030" / "optimizer.npz").unlink()
+    with pytest.raises(Exception, match="optimizer.npz"):
+        load_checkpoint(tmp_path)

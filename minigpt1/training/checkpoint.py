@@ -191,8 +191,23 @@ def check_version(obj, path):
 
 
 def load_checkpoint(run_dir, which="last"):
-    """Load the `last` or `best` checkpoint of a run directory."""
-    index = read_index(run_dir)
+    """Load the `last` or `best` checkpoint of a run directory.
+
+    A run that is training meanwhile (generate and export read without its lock) may save a
+    newer checkpoint and prune the one the index named between our reading the index and its
+    files: then the index has moved on, and the checkpoint it names now is read instead.
+    """
+    for attempt in range(3):
+        index = read_index(run_dir)
+        try:
+            return _load_named(run_dir, index, which)
+        except (OSError, FormatError):
+            if attempt == 2 or read_index(run_dir) == index:  # nothing moved: really broken
+                raise
+
+
+def _load_named(run_dir, index, which):
+    """The checkpoint `which` of `index`, the run's index as read just before."""
     if index is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir} (expected {run_dir}/checkpoints/)")
     if which not in index:
