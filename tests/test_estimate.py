@@ -1,5 +1,6 @@
 """FLOPs and memory estimates, checked against the model's own shapes and allocations."""
 
+import json
 import subprocess
 import sys
 import tracemalloc
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 
 from minigpt1 import GPT, GPTConfig, parameter_shapes
+from minigpt1.cli import main
+from minigpt1.model.parameters import parameter_count
 from minigpt1.training.estimate import check_fits, describe, estimate_memory, flops_per_token
 
 
@@ -86,6 +89,54 @@ def test_cli_prints_each_preset():
 def test_cli_rejects_an_unknown_preset():
     result = run_cli("--preset", "huge", "--no-measure")
     assert result.returncode != 0 and "unknown preset 'huge'" in result.stderr
+
+
+def estimate(capsys, *args):
+    """(status, stdout, stderr) of `estimate --no-measure ARGS`, in this process."""
+    status = main(["estimate", "--no-measure", *args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def first_line(cfg):
+    """describe's first line for cfg, from the config and an independent parameter count."""
+    return (f"{cfg.n_layer} layers, C={cfg.n_embd}, {cfg.n_head} heads, T={cfg.n_ctx}, "
+            f"V={cfg.vocab_size:,}: {parameter_count(cfg):,} parameters")
+
+
+def test_cli_applies_the_size_flags_over_each_preset(capsys):
+    status, out, _ = estimate(capsys, "--preset", "tiny", "--preset", "small",
+                              "--n-layer", "2", "--n-ctx", "64")
+    assert status == 0
+    for name in ("tiny", "small"):
+        cfg = GPTConfig.preset(name, n_layer=2, n_ctx=64)
+        assert f"{name} with n_layer=2, n_ctx=64\n  {first_line(cfg)}\n" in out
+        forward = flops_per_token(cfg).forward / 1e6
+        assert f"{forward:,.1f} MFLOP per token forward" in out
+    assert out.count("per update of 8 x 64") == 2  # --batch-size: pretrain's default, 8
+
+
+def test_cli_reads_a_config_file_under_the_flags(tmp_path, capsys):
+    config = tmp_path / "narrow.json"
+    config.write_text(json.dumps({"n_layer": 3, "n_embd": 64, "n_head": 2}))
+    status, out, _ = estimate(capsys, "--preset", "tiny", "--config", str(config),
+                              "--n-layer", "1", "--vocab-size", "300")
+    cfg = GPTConfig.preset("tiny", n_layer=1, n_embd=64, n_head=2, vocab_size=300)
+    assert status == 0 and f"  {first_line(cfg)}\n" in out
+
+
+def test_the_old_spellings_give_the_same_estimate_with_a_note(capsys):
+    _, new, quiet = estimate(capsys, "--preset", "tiny", "--batch-size", "4", "--n-ctx", "64")
+    _, old, noted = estimate(capsys, "--preset", "tiny", "--batch", "4", "--seq", "64")
+    assert old == new and "GFLOP per update of 4 x 64" in new and quiet == ""
+    assert "--batch is now --batch-size" in noted and "--seq is now --n-ctx" in noted
+
+
+def test_a_size_the_model_refuses_is_a_usage_error_naming_the_flags(capsys):
+    status, out, err = estimate(capsys, "--n-embd", "100", "--n-head", "3")
+    assert status == 2 and out == ""
+    assert "must be divisible by n_head (3)" in err
+    assert "change --n-embd, --n-head (or --config)" in err
 
 
 def test_an_update_that_cannot_fit_is_refused_with_a_micro_batch_that_can():

@@ -71,8 +71,12 @@ class PretrainPlan:
     tokenizer_dir: str | Path | None = None  # use this BPE instead of training one
     vocab_size: int | None = None  # BPE vocabulary to train (default: the preset's)
     bpe_mode: str = "bytes"  # bytes: lossless byte-level BPE; gpt1: GPT-1's lower-cased
-    n_ctx: int | None = None  # context length, at most the preset's (default: the preset's)
+    n_ctx: int | None = None  # context length (default: the preset's)
+    n_layer: int | None = None  # blocks (default: the preset's)
+    n_embd: int | None = None  # width of the residual stream (default: the preset's)
+    n_head: int | None = None  # attention heads, dividing n_embd (default: the preset's)
     dropout: float | None = None  # replaces the preset's three dropout rates (GPT-1: 0.1)
+    model: dict = field(default_factory=dict)  # GPTConfig fields of --config FILE.json
     resume: bool = False  # continue the run in run_dir (its own settings, from run.json)
     extend: bool = False  # with resume: a larger train.max_steps, a new train.minutes extend it
     force: bool = False  # delete a run already in run_dir and start over
@@ -164,16 +168,13 @@ def prepare_pretraining(plan, world=SINGLE):
 def new_run(plan, documents, train_texts, val_texts, world=SINGLE):
     """A fresh run: checked in memory first, then its folder, tokenizer/ and run.json written
     (run.json last: a folder that holds it holds everything a --resume needs)."""
-    preset = GPTConfig.preset(plan.preset)
-    vocab_size, n_ctx = plan.vocab_size or preset.vocab_size, plan.n_ctx or preset.n_ctx
-    planned = GPTConfig.preset(plan.preset, vocab_size=vocab_size, n_ctx=n_ctx)
+    planned = model_config(plan)
     check_rank_fits(planned, world, plan.train.batch_size, plan.train.micro_batch_size)
-    tokenizer = get_tokenizer(train_texts, plan.tokenizer_dir, vocab_size, plan.bpe_mode)
+    tokenizer = get_tokenizer(train_texts, plan.tokenizer_dir, planned.vocab_size, plan.bpe_mode)
     key = tokenizer_key(tokenizer)
     data = token_data(plan, tokenizer, key, train_texts, val_texts)
-    eval_windows(data.val, n_ctx + 1, plan.train.eval_windows)  # too little validation text?
-    rates = {} if plan.dropout is None else dict.fromkeys(DROPOUTS, plan.dropout)
-    cfg = GPTConfig.preset(plan.preset, vocab_size=tokenizer.vocab_size, n_ctx=n_ctx, **rates)
+    eval_windows(data.val, planned.n_ctx + 1, plan.train.eval_windows)  # too little validation?
+    cfg = model_config(plan, vocab_size=tokenizer.vocab_size)
     start_run_dir(plan.run_dir)
     tokenizer.save(plan.run_dir / "tokenizer")
     write_json_atomic(plan.run_dir / "run.json", {
@@ -184,6 +185,22 @@ def new_run(plan, documents, train_texts, val_texts, world=SINGLE):
         "total_steps": None,  # until a budget is fitted (record_total)
     })  # fmt: skip
     return PreparedRun(plan, cfg, data, tokenizer=tokenizer)
+
+
+def model_config(plan, vocab_size=None):
+    """The GPTConfig a fresh run trains: the preset, then the fields of --config FILE.json,
+    then the size flags (--n-layer, --n-embd, --n-head, --n-ctx, --dropout, --vocab-size);
+    `vocab_size`, the tokenizer's once it is known, has the last word."""
+    flags = {name: getattr(plan, name) for name in SIZE_FLAGS if getattr(plan, name) is not None}
+    if plan.dropout is not None:
+        flags.update(dict.fromkeys(DROPOUTS, plan.dropout))
+    if vocab_size is not None:
+        flags["vocab_size"] = vocab_size
+    return GPTConfig.preset(plan.preset, **{**plan.model, **flags})
+
+
+# the plan's fields that override a GPTConfig field of the same name
+SIZE_FLAGS = ("vocab_size", "n_ctx", "n_layer", "n_embd", "n_head")
 
 
 def tokenizer_key(tokenizer):
@@ -325,8 +342,9 @@ def recorded_plan(run_dir):
 
 # what recorded_plan accepts in run.json's "plan" (its "train" is read as TrainConfig)
 PLAN_TYPES = {"text_dir": str, "preset": str, "tokenizer_dir": str | None, "bpe_mode": str,
-              "vocab_size": int | None, "n_ctx": int | None, "dropout": float | int | None,
-              "cache_dir": str | None}
+              "vocab_size": int | None, "n_ctx": int | None, "n_layer": int | None,
+              "n_embd": int | None, "n_head": int | None, "dropout": float | int | None,
+              "model": dict, "cache_dir": str | None}
 
 
 def check_resume(cfg, checkpoint, tokenizer):

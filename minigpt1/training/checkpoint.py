@@ -1,9 +1,14 @@
 """Checkpoints: a run's weights, optimizer moments and position, safe to kill at any moment.
 
     RUN/checkpoints/
-        index.json          {"last": "step-0000200", "best": "step-0000150", "best_val_loss": ...}
-        step-0000150/       params.npz  optimizer.npz  state.json
+        index.json          {"last": "step-0000200", "best": "step-0000150", "best_val_loss": ...,
+                             "kept": ["step-0000100"]}
+        step-0000100/       params.npz  optimizer.npz  state.json
+        step-0000150/
         step-0000200/
+
+"kept" lists the snapshots `pretrain --keep-every N` asks for: checkpoints never pruned, read
+back by name (load_checkpoint(run_dir, "step-0000100")).
 
 A checkpoint is written into a temporary folder, flushed to the disk (its files, then the
 folder) and renamed into place (a rename is atomic), then index.json is replaced atomically
@@ -55,8 +60,9 @@ def checkpoints_dir(run_dir):
     return Path(run_dir) / "checkpoints"
 
 
-def save_checkpoint(run_dir, step, params, optimizer_state, state, val_loss=None):
-    """Write checkpoint `step`; it becomes `last`, and `best` if val_loss is the lowest yet.
+def save_checkpoint(run_dir, step, params, optimizer_state, state, val_loss=None, keep=False):
+    """Write checkpoint `step`; it becomes `last`, `best` if val_loss is the lowest yet, and a
+    kept snapshot if `keep`.
 
     A write that fails (disk full, no permission) raises OSError naming the step, the stage
     and the cause; the checkpoints already there are left as they were, the previous one
@@ -99,6 +105,8 @@ def save_checkpoint(run_dir, step, params, optimizer_state, state, val_loss=None
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     index["last"] = name
+    if keep:
+        index["kept"] = sorted({*index.get("kept", []), name})
     if val_loss is not None and val_loss < index.get("best_val_loss", float("inf")):
         index["best"], index["best_val_loss"] = name, val_loss
     try:
@@ -125,7 +133,7 @@ def _stage(what, name, root):
 
 def _named(index):
     """The checkpoint folders an index names."""
-    return {index.get("last"), index.get("best")} - {None}
+    return {index.get("last"), index.get("best"), *index.get("kept", [])} - {None}
 
 
 def _save_error(err, name, root, stage):
@@ -178,7 +186,18 @@ def read_index(run_dir):
         ):
             raise FormatError(f"{path}: '{key}' must name a checkpoint folder such as "
                               f"step-0000200, found {name!r}")
+    kept = index.get("kept", [])
+    if not (isinstance(kept, list)
+            and all(isinstance(name, str) and FOLDER_NAME.fullmatch(name) for name in kept)):
+        raise FormatError(f"{path}: 'kept' must be a list of checkpoint folders such as "
+                          f"step-0000200, found {kept!r}")
     return index
+
+
+def snapshots(run_dir):
+    """The names of the run's kept snapshots (pretrain --keep-every), oldest first."""
+    index = read_index(run_dir)
+    return [] if index is None else list(index.get("kept", []))
 
 
 def check_version(obj, path):
@@ -191,7 +210,8 @@ def check_version(obj, path):
 
 
 def load_checkpoint(run_dir, which="last"):
-    """Load the `last` or `best` checkpoint of a run directory.
+    """Load the `last` or `best` checkpoint of a run directory, or a kept snapshot by its
+    folder name (e.g. "step-0001000").
 
     A run that is training meanwhile (generate and export read without its lock) may save a
     newer checkpoint and prune the one the index named between our reading the index and its
@@ -210,12 +230,13 @@ def _load_named(run_dir, index, which):
     """The checkpoint `which` of `index`, the run's index as read just before."""
     if index is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir} (expected {run_dir}/checkpoints/)")
-    if which not in index:
-        raise ValueError(f"{run_dir} has no '{which}' checkpoint (it has: last"
-                         f"{', best' if 'best' in index else ''})")
-    folder = checkpoints_dir(run_dir) / index[which]
+    names = {key: index[key] for key in ("last", "best") if key in index}
+    names.update((name, name) for name in index.get("kept", []))
+    if which not in names:
+        raise ValueError(f"{run_dir} has no '{which}' checkpoint (it has: {', '.join(names)})")
+    folder = checkpoints_dir(run_dir) / names[which]
     if not folder.is_dir():
-        raise FormatError(f"{checkpoints_dir(run_dir) / 'index.json'}: names {index[which]}, "
+        raise FormatError(f"{checkpoints_dir(run_dir) / 'index.json'}: names {names[which]}, "
                           f"which is not in {checkpoints_dir(run_dir)}")
     state = read_json(folder / "state.json", what="checkpoint state")
     check_version(state, folder / "state.json")

@@ -38,6 +38,8 @@ class TrainConfig:
     weight_decay: float = option(0.01, "decoupled, on matrices only (GPT-1: 0.01)")
     grad_clip: float = option(1.0, "global-norm clipping threshold")
     eval_every: int = option(250, "evaluate, log val_loss and checkpoint every N updates")
+    keep_every: int | None = option(None, "keep the checkpoint of every N updates as a snapshot "
+                                          "(a multiple of --eval-every); others are pruned")
     eval_windows: int = option(64, "validation windows per evaluation (spread over the text)")
     log_every: int = option(10, "append a metrics line every N updates")
     seed: int = option(0, "seeds data order and dropout masks")
@@ -49,6 +51,11 @@ class TrainConfig:
                      "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.keep_every is not None and (self.keep_every < 1
+                                            or self.keep_every % self.eval_every):
+            raise ValueError(f"keep_every ({self.keep_every}) must be a positive multiple of "
+                             f"eval_every ({self.eval_every}): snapshots are kept checkpoints, "
+                             "and checkpoints are written every eval_every updates")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be at least 0, got {self.warmup_steps}")
         check_finite_non_negative(self, ("lr", "min_lr_ratio", "weight_decay", "grad_clip"))
@@ -131,7 +138,7 @@ def pretrain(model, optimizer, data, tcfg, run_dir, start_step=0, total_steps=No
         return record
 
     state = {"config": model.cfg.to_dict(), "train": asdict(tcfg)}
-    save = loop.saver(run_dir, model.params, optimizer, state, world)
+    save = loop.saver(run_dir, model.params, optimizer, state, world, tcfg.keep_every)
     objective = loop.Objective("pre-training", update, validate, save, tokens_per_update, "tok")
     budget = None  # a resumed run keeps the schedule it started with
     if total_steps is None:

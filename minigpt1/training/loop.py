@@ -139,16 +139,18 @@ def fit_to_budget(budget, durations, total, step, world, start=0):
     return total
 
 
-def saver(run_dir, params, optimizer, state, world=SINGLE):
+def saver(run_dir, params, optimizer, state, world=SINGLE, keep_every=None):
     """The save callback of both objectives: every rank checks that its weights are rank 0's
     (the weights saved are everyone's), then rank 0 writes the checkpoint, whose state.json
-    holds `state` (the configs) and the run's number of updates."""
+    holds `state` (the configs) and the run's number of updates. The checkpoint of every
+    `keep_every`-th update is kept as a snapshot."""
 
     def save(step, total, val_loss=None):
         world.check_identical(params, step)
         if world.is_writer:
+            keep = keep_every is not None and step % keep_every == 0
             save_checkpoint(run_dir, step, params, optimizer.state_dict(),
-                            {**state, "total_steps": total}, val_loss)
+                            {**state, "total_steps": total}, val_loss, keep=keep)
 
     return save
 

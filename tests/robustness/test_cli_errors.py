@@ -181,9 +181,10 @@ CASES = [
                                                p.out, *TINY, "--batch-size", "6",
                                                "--micro-batch-size", "4"], USAGE,
      "must be a multiple of micro_batch_size"),
-    ("pretrain-n-ctx-too-long", lambda p: ["pretrain", "--text-dir", p.sample, "--out", p.out,
-                                           "--preset", "tiny", "--n-ctx", "4096"], USAGE,
-     "--n-ctx 4096 is outside 2..128"),
+    ("pretrain-heads-do-not-divide", lambda p: ["pretrain", "--text-dir", p.sample, "--out",
+                                                p.out, "--preset", "tiny", "--n-embd", "100",
+                                                "--n-head", "3"], USAGE,
+     "must be divisible by n_head (3)"),
     ("pretrain-dropout-one", lambda p: ["pretrain", "--out", p.out, "--dropout", "1"], USAGE,
      "--dropout: must be in [0, 1)"),
     ("pretrain-bad-device", lambda p: ["pretrain", "--out", p.out, "--device", "tpu"], USAGE,
@@ -207,9 +208,10 @@ CASES = [
                                                   p.truncated_model, "--task", "genre", "--data",
                                                   p.sample, "--out", p.out], RUNTIME,
      "model.safetensors"),
+    # --which last: the shared runs hold one checkpoint, and no best to fall back from
     ("finetune-truncated-npz", lambda p: ["finetune", "--checkpoint", p.truncated_run, "--task",
-                                          "genre", "--data", p.sample, "--out", p.out], RUNTIME,
-     "params.npz"),
+                                          "genre", "--data", p.sample, "--out", p.out,
+                                          "--which", "last"], RUNTIME, "params.npz"),
     ("finetune-missing-data", lambda p: ["finetune", "--checkpoint", p.model, "--task", "sst2",
                                          "--data", p.missing, "--out", p.out], RUNTIME,
      "missing: no such folder"),
@@ -237,17 +239,17 @@ CASES = [
     ("finetune-nothing-to-resume", lambda p: ["finetune", "--checkpoint", p.model, "--task",
                                               "genre", "--out", p.out, "--resume"], RUNTIME,
      "nothing to resume"),
-    # ablation (given --text-dir: without one it would prepare Shakespeare)
-    ("ablation-missing-texts", lambda p: ["ablation", "--checkpoint", p.run, "--text-dir",
+    # ablation (given --data: without it would prepare Shakespeare)
+    ("ablation-missing-texts", lambda p: ["ablation", "--checkpoint", p.run, "--data",
                                           p.missing, "--out", p.out], RUNTIME,
      "text folder not found"),
-    ("ablation-empty-texts", lambda p: ["ablation", "--checkpoint", p.run, "--text-dir",
+    ("ablation-empty-texts", lambda p: ["ablation", "--checkpoint", p.run, "--data",
                                         p.empty, "--out", p.out], RUNTIME, "holds no .txt"),
     ("ablation-missing-checkpoint", lambda p: ["ablation", "--checkpoint", p.missing,
-                                               "--text-dir", p.sample, "--out", p.out], RUNTIME,
+                                               "--data", p.sample, "--out", p.out], RUNTIME,
      "neither a run folder"),
     ("ablation-truncated-npz", lambda p: ["ablation", "--checkpoint", p.truncated_run,
-                                          "--text-dir", p.sample, "--out", p.out], RUNTIME,
+                                          "--data", p.sample, "--out", p.out], RUNTIME,
      "params.npz"),
     ("ablation-out-holds-an-ablation", lambda p: ["ablation", "--checkpoint", p.run, "--out",
                                                   p.ablation], RUNTIME,
@@ -269,8 +271,8 @@ CASES = [
     ("generate-truncated-safetensors", lambda p: ["generate", "--checkpoint",
                                                   p.truncated_model], RUNTIME,
      "model.safetensors"),
-    ("generate-truncated-npz", lambda p: ["generate", "--checkpoint", p.truncated_run], RUNTIME,
-     "params.npz"),
+    ("generate-truncated-npz", lambda p: ["generate", "--checkpoint", p.truncated_run,
+                                          "--which", "last"], RUNTIME, "params.npz"),
     ("generate-no-best-yet", lambda p: ["generate", "--checkpoint", p.run, "--which", "best"],
      RUNTIME, "has no 'best' checkpoint"),
     ("generate-temperature-negative", lambda p: ["generate", "--checkpoint", p.run,
@@ -291,7 +293,7 @@ CASES = [
     ("export-empty-checkpoint", lambda p: ["export", "--checkpoint", p.empty, "--out", p.out],
      RUNTIME, "neither a run folder"),
     ("export-truncated-npz", lambda p: ["export", "--checkpoint", p.truncated_run, "--out",
-                                        p.out], RUNTIME, "params.npz"),
+                                        p.out, "--which", "last"], RUNTIME, "params.npz"),
     ("export-out-holds-a-model", lambda p: ["export", "--checkpoint", p.run, "--out",
                                             p.exported], RUNTIME, "already holds a model"),
     ("export-which-middle", lambda p: ["export", "--checkpoint", p.run, "--out", p.out,
@@ -299,12 +301,12 @@ CASES = [
     ("export-no-out", lambda p: ["export", "--checkpoint", p.run], USAGE,
      "the following arguments are required: --out"),
     # estimate (reads no file)
-    ("estimate-batch-zero", lambda p: ["estimate", "--batch", "0"], USAGE,
-     "--batch: must be a positive integer up to 1,000,000,000, got 0"),
-    ("estimate-batch-abc", lambda p: ["estimate", "--batch", "abc"], USAGE,
+    ("estimate-batch-size-zero", lambda p: ["estimate", "--batch-size", "0"], USAGE,
+     "--batch-size: must be a positive integer up to 1,000,000,000, got 0"),
+    ("estimate-batch-size-abc", lambda p: ["estimate", "--batch-size", "abc"], USAGE,
      "invalid int value: 'abc'"),
-    ("estimate-seq-negative", lambda p: ["estimate", "--seq", "-5"], USAGE,
-     "--seq: must be a positive integer"),
+    ("estimate-n-ctx-negative", lambda p: ["estimate", "--n-ctx", "-5"], USAGE,
+     "--n-ctx: must be an integer >= 2"),
     ("estimate-unknown-preset", lambda p: ["estimate", "--preset", "huge"], USAGE,
      "unknown preset 'huge'"),
     # bpe train
@@ -340,8 +342,9 @@ CASES = [
      RUNTIME, "a.txt: no such tokenizer directory"),
     ("bpe-encode-invalid-json", lambda p: ["bpe", "encode", "--tokenizer",
                                            p.bad_json_tokenizer, "x"], RUNTIME, "vocab.json"),
-    ("bpe-encode-bad-mode", lambda p: ["bpe", "encode", "--tokenizer", p.tokenizer, "--mode",
-                                       "words", "x"], USAGE, "invalid choice: 'words'"),
+    ("bpe-encode-bad-mode", lambda p: ["bpe", "encode", "--tokenizer", p.tokenizer,
+                                       "--bpe-mode", "words", "x"], USAGE,
+     "invalid choice: 'words'"),
     ("bpe-decode-missing-tokenizer", lambda p: ["bpe", "decode", "--tokenizer", p.missing, "1"],
      RUNTIME, "no such tokenizer directory"),
     ("bpe-decode-id-abc", lambda p: ["bpe", "decode", "--tokenizer", p.tokenizer, "1", "abc"],
@@ -460,9 +463,10 @@ def test_the_terminal_sees_no_traceback(shared):
     usage = python_m("pretrain", "--out", shared.run, "--resume", "--force")
     assert usage.returncode == USAGE and "Traceback" not in usage.stderr
     assert "--resume and --force cannot be used together" in usage.stderr
-    argparse_error = python_m("estimate", "--batch", "0")
+    argparse_error = python_m("estimate", "--batch-size", "0")
     assert argparse_error.returncode == USAGE and "Traceback" not in argparse_error.stderr
-    assert "--batch: must be a positive integer up to 1,000,000,000, got 0" in argparse_error.stderr
+    assert ("--batch-size: must be a positive integer up to 1,000,000,000, got 0"
+            in argparse_error.stderr)
 
 
 def test_the_terminal_sees_the_traceback_with_debug(shared):
