@@ -10,7 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from minigpt1.training.checkpoint import load_checkpoint, read_index, save_checkpoint
+from minigpt1.training.checkpoint import load_checkpoint, read_index, save_checkpoint, snapshots
+from minigpt1.training.lm_objective import TrainConfig
 
 
 def arrays(step):
@@ -37,6 +38,25 @@ def test_round_trip_last_and_best(tmp_path):
     folders = sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir())
     assert folders == ["step-0000030"]  # last == best; the others were pruned
     assert read_index(tmp_path)["best_val_loss"] == 1.0
+
+
+def test_kept_snapshots_survive_pruning_and_load_by_name(tmp_path):
+    for step in (10, 20, 30, 40):
+        save_checkpoint(tmp_path, step, arrays(step), moments(step), {}, val_loss=5.0 - step / 10,
+                        keep=step % 20 == 0)
+    assert snapshots(tmp_path) == ["step-0000020", "step-0000040"]
+    folders = sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir())
+    assert folders == ["step-0000020", "step-0000040"]  # 10 and 30 pruned; 40 is last and best
+    snapshot = load_checkpoint(tmp_path, "step-0000020")
+    assert snapshot.step == 20 and np.array_equal(snapshot.params["w"], arrays(20)["w"])
+    with pytest.raises(ValueError, match="has no 'step-0000030' checkpoint"):
+        load_checkpoint(tmp_path, "step-0000030")
+
+
+def test_keep_every_must_be_a_multiple_of_eval_every():
+    assert TrainConfig(eval_every=250, keep_every=500).keep_every == 500
+    with pytest.raises(ValueError, match="multiple of eval_every"):
+        TrainConfig(eval_every=250, keep_every=300)
 
 
 def test_missing_and_foreign_checkpoints(tmp_path):
