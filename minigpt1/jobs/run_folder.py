@@ -4,7 +4,8 @@
     check_run_dir, start_run_dir   may this folder be used as asked; empty it for a new run
     plan_json                      a job's plan as run.json records it
     fingerprint                    a tokenizer folder's digest (token-id caches are keyed by it)
-    load_model, export_run         a run folder's (or HuggingFace folder's) GPT and tokenizer
+    load_model, export_run         the GPT and tokenizer of a run folder, a HuggingFace folder or
+                                   the 2018 release; a run's as a folder transformers loads
     default_corpus, source_text_dir, load_task    the texts and tasks a job trains on
 """
 
@@ -20,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from filelock import FileLock, Timeout
+from tqdm import tqdm
 
 from ..corpus.shakespeare import prepare_shakespeare
 from ..corpus.text_folders import SAMPLE_DIR, load_text_dir
@@ -28,7 +30,9 @@ from ..fileio import read_json, write_json_atomic
 from ..finetuning.file_tasks import FILE_TASKS, load_task_files
 from ..finetuning.shakespeare_tasks import SHAKESPEARE_TASKS, make_shakespeare_task
 from ..model.gpt import GPT
+from ..model.openai_release import is_release_folder
 from ..tokenizer.bpe import BPETokenizer
+from ..tokenizer.files import file_names as tokenizer_file_names
 from ..training.checkpoint import load_checkpoint, read_index
 from ..training.distributed import SINGLE
 
@@ -193,18 +197,25 @@ def checkpoint_config(checkpoint):
 
 
 def load_model(path, which="last", device="cpu"):
-    """(model, tokenizer) from a run folder (its last or best checkpoint) or from a
-    HuggingFace-style folder (config.json + model.safetensors + vocab.json + merges.txt)."""
+    """(model, tokenizer) from a run folder (its last or best checkpoint), a HuggingFace-style
+    folder (config.json + model.safetensors + vocab.json + merges.txt) or the 2018 release's
+    model/ folder (params_shapes.json + params_*.npy + encoder_bpe_40000.json +
+    vocab_40000.bpe). A run with no best checkpoint yet (none evaluated so far) gives its
+    last for "best", with a note."""
     path = Path(path)
     if (path / "checkpoints" / "index.json").exists():
         check_tokenizer(path / "tokenizer", path)
+        if which == "best" and (read_index(path) or {}).get("best") is None:
+            tqdm.write(f"note: {path} has no best checkpoint yet (no evaluation so far): "
+                       "using its last", file=sys.stderr)
+            which = "last"
         checkpoint = load_checkpoint(path, which)
         cfg = checkpoint_config(checkpoint)
         # a fine-tuned run also holds its task head (clf.*): the GPT itself is the rest
         body = {k: v for k, v in checkpoint.params.items() if not k.startswith("clf.")}
         model = GPT(cfg, device=device, params=body)
         tokenizer = BPETokenizer.load(path / "tokenizer")
-    elif (path / "config.json").exists():
+    elif (path / "config.json").exists() or is_release_folder(path):
         check_tokenizer(path, path)
         model = GPT.from_pretrained(path, device=device)
         # the real openai-gpt files carry no minigpt1_bpe.json: they are GPT-1's mode
@@ -213,7 +224,8 @@ def load_model(path, which="last", device="cpu"):
     else:
         raise FileNotFoundError(
             f"{path} is neither a run folder (checkpoints/index.json) nor a model folder "
-            "(config.json + model.safetensors)"
+            "(config.json + model.safetensors, or the 2018 release's params_shapes.json + "
+            "params_*.npy)"
         )
     if tokenizer.vocab_size > model.cfg.vocab_size:
         raise ValueError(f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the "
@@ -222,7 +234,7 @@ def load_model(path, which="last", device="cpu"):
 
 
 def check_tokenizer(folder, model_dir):
-    if not (folder / "vocab.json").exists() or not (folder / "merges.txt").exists():
+    if tokenizer_file_names(folder) is None:
         raise FileNotFoundError(
             f"{model_dir} has no tokenizer ({folder}/vocab.json and merges.txt): a model is "
             "only usable with the tokenizer it was trained with; copy that tokenizer's files "
@@ -231,15 +243,16 @@ def check_tokenizer(folder, model_dir):
 
 
 def export_run(run_dir, out_dir, which="best", force=False):
-    """Weights and tokenizer of a run as a HuggingFace openai-gpt folder (no optimizer)."""
+    """Weights and tokenizer of a run (or of any folder load_model reads) as a HuggingFace
+    openai-gpt folder, no optimizer, that transformers' AutoModelForCausalLM and
+    AutoTokenizer.from_pretrained(out_dir) load. A run never evaluated exports its last
+    checkpoint for "best" (load_model)."""
     out_dir = Path(out_dir)
     if (out_dir / "config.json").exists() and not force:
         raise FileExistsError(f"{out_dir} already holds a model; choose another --out or --force")
-    if which == "best" and "best" not in (read_index(run_dir) or {}):
-        which = "last"  # a run stopped before its first evaluation has no best yet
     model, tokenizer = load_model(run_dir, which)
     model.save_pretrained(out_dir)
-    tokenizer.save(out_dir)
+    tokenizer.save_pretrained(out_dir, model_max_length=model.cfg.n_ctx)
     return out_dir
 
 

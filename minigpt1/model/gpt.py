@@ -27,6 +27,7 @@ from ..layers import (
 )
 from .block import BLOCK_PARAM_SHAPES, block_backward, block_forward
 from .huggingface import read_pretrained, write_pretrained
+from .openai_release import is_release_folder, read_release
 from .parameters import check_params, init_params
 
 
@@ -251,10 +252,14 @@ class GPT:
 
     @classmethod
     def from_pretrained(cls, path, device="cpu", dtype="float32"):
-        """A GPT from a local HuggingFace openai-gpt folder (no network, no PyTorch)."""
-        cfg, params = read_pretrained(path)
+        """A GPT from a local folder (no network, no PyTorch): a HuggingFace openai-gpt folder
+        (config.json + model.safetensors, float32, float16 or bfloat16), or the 2018 release's
+        model/ folder (params_shapes.json + params_0.npy ... params_9.npy)."""
+        read = read_release if is_release_folder(path) else read_pretrained
+        cfg, params = read(path)
         return cls(cfg, device=device, dtype=dtype, params=params)
 
     def save_pretrained(self, path):
-        """Write a HuggingFace openai-gpt folder (config.json + model.safetensors)."""
+        """Write a HuggingFace openai-gpt folder (config.json + model.safetensors, float32)
+        that transformers' AutoModelForCausalLM.from_pretrained(path) loads as it is."""
         write_pretrained(path, self.cfg, self.params)

@@ -42,7 +42,15 @@ from itertools import pairwise
 
 import regex
 
-from .files import BYTE_CHARS, CHAR_BYTES, MODES, TokenizerFiles, load_files, save_files
+from .files import (
+    BYTE_CHARS,
+    CHAR_BYTES,
+    MODES,
+    TokenizerFiles,
+    load_files,
+    save_files,
+    save_transformers_config,
+)
 from .pretokenization import SPLITTERS
 from .trainers import EOW, UNK, count_words, initial_symbols, merge, train_fast, train_naive
 
@@ -299,9 +307,16 @@ class BPETokenizer:
         """Write vocab.json, merges.txt and minigpt1_bpe.json into `directory` (files.py)."""
         save_files(directory, TokenizerFiles(self.mode, self._ids, self._merges, self._specials))
 
+    def save_pretrained(self, directory, model_max_length: int | None = None) -> None:
+        """save, plus tokenizer_config.json: transformers.AutoTokenizer.from_pretrained(
+        directory) then gives the ids encode gives. model_max_length: the model's n_ctx."""
+        self.save(directory)
+        save_transformers_config(directory, self.mode, self._specials, model_max_length)
+
     @classmethod
     def load(cls, directory, mode: str | None = None) -> "BPETokenizer":
-        """Read a directory written by save, or HuggingFace's openai-gpt files with mode="gpt1".
+        """Read a directory written by save, HuggingFace's openai-gpt files with mode="gpt1",
+        or the 2018 release's encoder_bpe_40000.json and vocab_40000.bpe (gpt1 mode).
 
         Ids come from vocab.json exactly as written; nothing is renumbered.
         """

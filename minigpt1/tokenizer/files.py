@@ -4,9 +4,14 @@
     merges.txt          "#version: 0.2", then one merge per line, "left right", in merge order
     minigpt1_bpe.json   {"format": "minigpt1-bpe", "version": 1, "mode": "gpt1",
                          "special_tokens": {"_start_": 40478, ...}}
+    tokenizer_config.json   for transformers' AutoTokenizer, written by save_pretrained
+                        (export): the class that reads the folder (OpenAIGPTTokenizer for
+                        gpt1, GPT2Tokenizer for bytes), the special tokens, the model's n_ctx
 
 The first two are exactly the files of HuggingFace's openai-gpt (and GPT-2), so transformers
-reads ours and we read theirs. merges.txt separates tokens with a space and merges with a
+reads ours and we read theirs. The 2018 release of GPT-1 holds the same two files under
+other names, encoder_bpe_40000.json (the vocabulary) and vocab_40000.bpe (the merges), and
+they load too (gpt1 mode). merges.txt separates tokens with a space and merges with a
 newline, so a token must contain neither. Ours never do: in gpt1 mode whitespace never reaches
 a word, and in bytes mode every byte is written as one printable character, with GPT-2's
 byte-to-unicode table (space is written "Ġ", newline "Ċ").
@@ -28,6 +33,10 @@ VERSION = 1
 META_FILE = "minigpt1_bpe.json"
 VOCAB_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
+RELEASE_FILES = ("encoder_bpe_40000.json", "vocab_40000.bpe")  # (vocab, merges) of 2018
+TRANSFORMERS_CONFIG = "tokenizer_config.json"
+# the transformers class that cuts words and applies merges exactly as each mode does
+TRANSFORMERS_CLASSES = {"gpt1": "OpenAIGPTTokenizer", "bytes": "GPT2Tokenizer"}
 MERGES_HEADER = "#version: 0.2"
 MODES = ("gpt1", "bytes")
 
@@ -84,8 +93,34 @@ def save_files(directory, files: TokenizerFiles) -> None:
     write_json_atomic(directory / META_FILE, meta)
 
 
+def save_transformers_config(directory, mode: str, special_tokens: dict[str, int],
+                             model_max_length: int | None = None) -> None:
+    """Write tokenizer_config.json, with which transformers.AutoTokenizer.from_pretrained(
+    directory) builds the mode's class from vocab.json and merges.txt and gives our ids."""
+    config = {
+        "tokenizer_class": TRANSFORMERS_CLASSES[mode],
+        # gpt1 mode turns unknown characters into <unk>; bytes mode has no unknown, and
+        # neither has a BOS or EOS token (GPT2Tokenizer would default all three to
+        # "<|endoftext|>", which our vocabulary lacks)
+        "unk_token": "<unk>" if mode == "gpt1" else None,
+        "bos_token": None,
+        "eos_token": None,
+        "pad_token": None,
+        "additional_special_tokens": sorted(special_tokens, key=special_tokens.get),
+        # as our encode does unless asked: "_start_" in a text is text, not the special token
+        "split_special_tokens": True,
+        "clean_up_tokenization_spaces": False,  # decode as ours does: "hello , world"
+    }
+    if mode == "bytes":
+        config["add_prefix_space"] = False  # GPT-2's words carry their own leading space
+    if model_max_length is not None:
+        config["model_max_length"] = model_max_length  # the model's n_ctx
+    write_json_atomic(Path(directory) / TRANSFORMERS_CONFIG, config)
+
+
 def load_files(directory, mode: str | None = None) -> TokenizerFiles:
-    """Read and check a tokenizer directory written by save_files or by HuggingFace.
+    """Read and check a tokenizer directory written by save_files, by HuggingFace, or the
+    2018 release's (always gpt1 mode).
 
     HuggingFace directories have no minigpt1_bpe.json; `mode` then says how to read them
     ("gpt1" for openai-gpt). Every problem raises TokenizerFileError naming file and line.
@@ -95,18 +130,23 @@ def load_files(directory, mode: str | None = None) -> TokenizerFiles:
     directory = Path(directory)
     if not directory.is_dir():
         raise TokenizerFileError(f"{directory}: no such tokenizer directory")
-    for name in (VOCAB_FILE, MERGES_FILE):
-        if not (directory / name).is_file():
-            raise TokenizerFileError(
-                f"{directory}: missing {name}; a tokenizer directory holds {VOCAB_FILE}, "
-                f"{MERGES_FILE} and {META_FILE}, as written by BPETokenizer.save"
-            )
+    names = file_names(directory)
+    if names is None:
+        missing = next(n for n in (VOCAB_FILE, MERGES_FILE) if not (directory / n).is_file())
+        raise TokenizerFileError(
+            f"{directory}: missing {missing}; a tokenizer directory holds {VOCAB_FILE}, "
+            f"{MERGES_FILE} and {META_FILE}, as written by BPETokenizer.save (or the 2018 "
+            f"release's {RELEASE_FILES[0]} and {RELEASE_FILES[1]})"
+        )
+    vocab_path, merges_path = (directory / name for name in names)
     meta_path = directory / META_FILE
     if meta_path.is_file():
         meta = _read_meta(meta_path)
         if mode is not None and mode != meta["mode"]:
             raise TokenizerFileError(f"{meta_path}: mode is {meta['mode']!r}, not {mode!r}")
         mode, specials = meta["mode"], meta["special_tokens"]
+    elif mode is None and names == RELEASE_FILES:
+        mode, specials = "gpt1", {}  # the 2018 release is GPT-1's own tokenizer
     elif mode is None:
         raise TokenizerFileError(
             f"{directory}: no {META_FILE}, so the mode is unknown; for HuggingFace "
@@ -114,26 +154,26 @@ def load_files(directory, mode: str | None = None) -> TokenizerFiles:
         )
     else:
         specials = {}
-    vocab = _read_vocab(directory / VOCAB_FILE)
-    merges = _read_merges(directory / MERGES_FILE, vocab)
+    vocab = _read_vocab(vocab_path)
+    merges = _read_merges(merges_path, vocab, vocab_path.name)
     needed = ["<unk>"] if mode == "gpt1" else BYTE_CHARS
     ordinary = {*needed, *(t for a, b in merges for t in (a, b, a + b))}
     for name, i in specials.items():
         if vocab.get(name) != i:
             raise TokenizerFileError(
                 f"{meta_path}: special token {_clip(name)} has id {i} there but "
-                f"{vocab.get(name)} in {VOCAB_FILE}; the files come from different saves"
+                f"{vocab.get(name)} in {vocab_path.name}; the files come from different saves"
             )
         if name in ordinary:  # text would reach it, and decode would spell it wrong
             raise TokenizerFileError(
                 f"{meta_path}: special token {_clip(name)} is also an ordinary token (a base "
-                f"symbol, or part of a merge in {MERGES_FILE}); special tokens come after "
+                f"symbol, or part of a merge in {merges_path.name}); special tokens come after "
                 "the vocabulary, as add_special_tokens puts them"
             )
     missing = [t for t in needed if t not in vocab]
     if missing:
         raise TokenizerFileError(
-            f"{directory / VOCAB_FILE}: a {mode}-mode vocabulary needs {missing[0]!r} "
+            f"{vocab_path}: a {mode}-mode vocabulary needs {missing[0]!r} "
             f"({len(missing)} base token(s) missing); is this the right mode?"
         )
     if mode == "bytes":
@@ -141,11 +181,20 @@ def load_files(directory, mode: str | None = None) -> TokenizerFiles:
         for token, i in vocab.items():
             if token not in specials and not all(c in CHAR_BYTES for c in token):
                 raise TokenizerFileError(
-                    f"{directory / VOCAB_FILE}: token {_clip(token)} (id {i}) is not written with "
+                    f"{vocab_path}: token {_clip(token)} (id {i}) is not written with "
                     "the byte alphabet of bytes mode (GPT-2's byte-to-unicode table); is this "
                     "the right mode?"
                 )
     return TokenizerFiles(mode, vocab, merges, specials)
+
+
+def file_names(directory) -> tuple[str, str] | None:
+    """(vocabulary, merges) file names of a tokenizer folder: HuggingFace's (and ours), else
+    the 2018 release's; None if it holds neither pair."""
+    for names in ((VOCAB_FILE, MERGES_FILE), RELEASE_FILES):
+        if all((Path(directory) / name).is_file() for name in names):
+            return names
+    return None
 
 
 def _read(path: Path) -> str:
@@ -218,7 +267,7 @@ def _read_vocab(path: Path) -> dict[str, int]:
     return vocab
 
 
-def _read_merges(path: Path, vocab: dict[str, int]) -> list[tuple[str, str]]:
+def _read_merges(path: Path, vocab: dict[str, int], vocab_name: str) -> list[tuple[str, str]]:
     lines = _read(path).split("\n")
     if lines[-1] == "":  # the newline that ends the last line
         lines.pop()
@@ -234,7 +283,7 @@ def _read_merges(path: Path, vocab: dict[str, int]) -> list[tuple[str, str]]:
         for token in (*pair, pair[0] + pair[1]):
             if token not in vocab:
                 raise TokenizerFileError(
-                    f"{path} line {number}: {_clip(token)} is not in {VOCAB_FILE}; "
+                    f"{path} line {number}: {_clip(token)} is not in {vocab_name}; "
                     "the two files do not belong together"
                 )
         merges.append(pair)

@@ -273,8 +273,6 @@ CASES = [
      "model.safetensors"),
     ("generate-truncated-npz", lambda p: ["generate", "--checkpoint", p.truncated_run,
                                           "--which", "last"], RUNTIME, "params.npz"),
-    ("generate-no-best-yet", lambda p: ["generate", "--checkpoint", p.run, "--which", "best"],
-     RUNTIME, "has no 'best' checkpoint"),
     ("generate-temperature-negative", lambda p: ["generate", "--checkpoint", p.run,
                                                  "--temperature", "-1"], USAGE,
      "--temperature: must be 0 (greedy) or a number from 0.001 to 1000, got -1"),
