@@ -1,4 +1,5 @@
-"""Figures for training runs and lessons: loss curves, learning rates, attention maps, bars.
+"""Figures for training runs, experiments and lessons: loss curves, learning rates, attention
+maps, bars and lines with error bars.
 
 Every function draws on its own matplotlib Figure with the Agg canvas, so nothing here
 touches pyplot, opens a window or changes the backend of a notebook that imports us. Each
@@ -12,6 +13,7 @@ Sizes are for a class looking at a projector: 8 x 5 inches at 120 dpi (960 x 600
 import json
 import math
 import os
+import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .backend import to_numpy
 from .fileio import atomic_path
@@ -29,6 +32,15 @@ PANEL = 3  # inches per attention panel; the colorbar and titles take one more i
 MAX_ROWS, MAX_COLS = 4, 6  # at most 24 attention panels: beyond that nothing is readable
 RC = {"font.size": 12, "axes.titlesize": 14, "axes.labelsize": 12, "legend.fontsize": 11}
 REQUIRED_KEYS = ("step", "loss", "lr")
+
+# Byte-level BPE (GPT-2's, our "bytes" mode) writes each byte as one printable character: the
+# printable Latin-1 bytes as themselves, the 68 others (space, newline, the controls, ...) as
+# the characters from U+0100 on, in byte order, so a space is "Ġ" and a newline "Ċ". Figures
+# sit below the tokenizer, so they keep this rule of their own to read pieces back.
+PRINTABLE_BYTES = [*range(0x21, 0x7F), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+BYTE_OF_CHAR = {chr(b): b for b in PRINTABLE_BYTES} | {
+    chr(0x100 + k): b for k, b in enumerate(sorted(set(range(256)) - set(PRINTABLE_BYTES)))}
+VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥"}  # whitespace drawn as a mark a reader can see
 
 
 def read_metrics(path):
@@ -116,7 +128,8 @@ def plot_attention(maps, tokens, out_path, layers=None, heads=None, title=None):
     """A grid of attention maps: one row per layer, one column per head.
 
     maps: one array per layer of shape (nh, T, T) or (1, nh, T, T), probabilities with the
-    queries as rows and the keys as columns. tokens: the T token pieces, the tick labels.
+    queries as rows and the keys as columns. tokens: the T token pieces, the tick labels,
+    drawn readably (readable_tokens: "Ġthe" as "␣the", "Ċ" as "↵").
     layers, heads: indices to show (default all). At most 4 x 6 panels are drawn; the first
     ones are kept and the title says what was left out.
     """
@@ -139,7 +152,7 @@ def plot_attention(maps, tokens, out_path, layers=None, heads=None, title=None):
     if len(shown_layers) < len(layers) or len(shown_heads) < len(heads):
         heading += (f"\nshowing {rows} of {len(layers)} layers, {cols} of {len(heads)} heads"
                     " (choose with layers=, heads=)")
-    labels = [_tick_label(piece) for piece in tokens]
+    labels = [_tick_label(piece) for piece in readable_tokens(tokens)]
     panel = min(figsize[0] / cols, figsize[1] / rows)  # inches per panel, roughly
     with _figure(out_path, figsize) as fig:
         axes = fig.subplots(rows, cols, squeeze=False)
@@ -160,10 +173,12 @@ def plot_attention(maps, tokens, out_path, layers=None, heads=None, title=None):
     return Path(out_path)
 
 
-def plot_bars(table, out_path, title=None, ylabel=None):
+def plot_bars(table, out_path, title=None, ylabel=None, errors=None):
     """A grouped bar chart from {group: {series: value}}, e.g. {task: {variant: accuracy}}.
 
-    A series missing from a group leaves a gap in that group.
+    errors: the same shape, {group: {series: e}}: an error bar from value - e to value + e
+    (e.g. a 95% interval's half width); a missing or NaN e draws none. A series missing from a
+    group leaves a gap in that group.
     """
     if not table:
         raise ValueError("plot_bars: the table is empty")
@@ -177,12 +192,47 @@ def plot_bars(table, out_path, title=None, ylabel=None):
         for i, name in enumerate(series):
             values = [table[g].get(name, np.nan) for g in groups]
             offset = (i - (len(series) - 1) / 2) * width  # centre the bars on the group
-            bars = ax.bar(x + offset, values, width, label=str(name))
-            ax.bar_label(bars, fmt="%.3g", fontsize=9)
+            yerr = None if errors is None else [errors.get(g, {}).get(name, np.nan)
+                                                for g in groups]
+            bars = ax.bar(x + offset, values, width, yerr=yerr, capsize=4, label=str(name))
+            # each value is written above its bar, or above its error bar when it has one
+            reach = np.zeros(len(groups)) if yerr is None else np.nan_to_num(np.array(yerr))
+            for bar, value, top in zip(bars, values, np.array(values) + reach, strict=True):
+                if np.isfinite(value):
+                    ax.annotate(f"{value:.3g}", (bar.get_x() + bar.get_width() / 2, top),
+                                xytext=(0, 2), textcoords="offset points", ha="center",
+                                va="bottom", fontsize=9)
         ax.set_xticks(x, [str(g) for g in groups])
         ax.set(title=title or "", ylabel=ylabel or "value")
         ax.grid(True, axis="y", alpha=0.3)
         ax.set_axisbelow(True)  # the grid behind the bars, not over them
+        ax.legend()
+    return Path(out_path)
+
+
+def plot_lines(lines, out_path, title=None, xlabel=None, ylabel=None, references=None,
+               reference_label="chance"):
+    """One line per series against an integer x (layers, updates), with error bars.
+
+    lines: {name: (x, y)} or {name: (x, y, e)}, e an error bar's half width at each point
+    (NaN: none). references: {name: y}, a dashed horizontal line in the colour of line `name`
+    (each task's chance level, say), all of them one legend entry, `reference_label`.
+    """
+    if not lines:
+        raise ValueError("plot_lines: no lines to draw")
+    with _figure(out_path) as fig:
+        ax = fig.add_subplot()
+        for i, (name, (x, y, *e)) in enumerate(lines.items()):
+            colour = f"C{i % 10}"
+            ax.errorbar(x, y, yerr=e[0] if e else None, fmt="o-", color=colour, capsize=4,
+                        lw=2, label=str(name))
+            if references and name in references:
+                ax.axhline(references[name], color=colour, ls="--", lw=1.2, alpha=0.8)
+        if references:
+            ax.plot([], [], "--", color="grey", label=reference_label)  # one entry for all
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(title=title or "", xlabel=xlabel or "", ylabel=ylabel or "value")
+        ax.grid(True, alpha=0.3)
         ax.legend()
     return Path(out_path)
 
@@ -259,9 +309,42 @@ def _select(indices, n, what):
     return indices
 
 
+def readable_tokens(pieces):
+    """Token pieces as a reader would write them, whitespace made visible.
+
+    Byte-level pieces ("Ġthe", "Ċ") are read back into text (" the", "\\n"): when every
+    character is one of the byte alphabet's and their bytes, joined, are UTF-8. A piece that
+    holds part of a character shows its bytes ("\\xc3"). Other pieces, like GPT-1's
+    "cat</w>", stay as they are. Then space, newline and tab become ␣, ↵ and ⇥, and any other
+    control character its code ("\\x0c").
+    """
+    joined = "".join(pieces)
+    byte_level = all(c in BYTE_OF_CHAR for c in joined) and _is_utf8(_piece_bytes(joined))
+    texts = [_piece_bytes(p).decode("utf-8", errors="backslashreplace") if byte_level else p
+             for p in pieces]
+    return ["".join(_visible(c) for c in text) for text in texts]
+
+
+def _piece_bytes(piece):
+    return bytes(BYTE_OF_CHAR[c] for c in piece)
+
+
+def _is_utf8(data):
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _visible(char):
+    if char in VISIBLE:
+        return VISIBLE[char]
+    return f"\\x{ord(char):02x}" if unicodedata.category(char) == "Cc" else char
+
+
 def _tick_label(piece, width=8):
-    """A token piece fit for a tick label: short, on one line, and not read as math."""
-    piece = piece.replace("\n", "\\n").replace("\t", "\\t")
+    """A (readable) token piece fit for a tick label: short, and not read as math."""
     if len(piece) > width:
         piece = piece[: width - 1] + "…"
     # Matplotlib reads text between two $ signs as LaTeX math; an escaped $ is a plain one.

@@ -11,7 +11,7 @@ from minigpt1.cli import main
 from minigpt1.finetuning.transformations import Example, TaskData, TaskSpec
 from minigpt1.jobs.finetune import FinetunePlan, run_finetuning
 from minigpt1.tokenizer.bpe import BPETokenizer
-from minigpt1.training.task_objective import FinetuneConfig, batch_indices
+from minigpt1.training.task_objective import FinetuneConfig, batch_indices, schedule_warning
 
 POSITIVE = ["good", "great", "happy", "lovely", "bright"]
 NEGATIVE = ["bad", "awful", "sad", "grim", "dark"]
@@ -64,7 +64,9 @@ def test_fine_tuning_beats_chance(model_dir, tmp_path):
     assert result["scores"]["test"] >= 0.9, result["scores"]
     assert result["steps"] == 8 * 256 // 16
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert saved == {"task": "mood", "metric": "accuracy", **result["scores"]}
+    assert saved == {"task": "mood", "metric": "accuracy", **result["scores"],
+                     "metrics": {split: {"accuracy": value}
+                                 for split, value in result["scores"].items()}}
     for name in ("run.json", "metrics.jsonl", "loss.png", "tokenizer/vocab.json"):
         assert (tmp_path / "run" / name).exists(), name
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().split("\n")
@@ -190,6 +192,14 @@ def test_regression_and_multiple_choice_run_end_to_end(model_dir, tmp_path):
     fcfg = FinetuneConfig(epochs=2, batch_size=8, lr=1e-3)
     result = fine_tune(model_dir, "score", tmp_path / "reg", task, fcfg)
     assert -1.0 <= result["scores"]["validation"] <= 1.0
+    # Pearson is STS-B's metric, and GLUE reports Spearman beside it: both, everywhere
+    values = result["metrics"]["validation"]
+    assert list(values) == ["pearson", "spearman"] and -1.0 <= values["spearman"] <= 1.0
+    assert values["pearson"] == result["scores"]["validation"]
+    saved = json.loads((tmp_path / "reg" / "results.json").read_text())
+    assert saved["metrics"] == result["metrics"]
+    logged = json.loads((tmp_path / "reg" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert logged["val_spearman"] == values["spearman"]  # the last evaluation is the final
     mc = TaskSpec("pick", "multiple_choice", ("A", "B", "C"), "accuracy")
     examples = [Example(("the day was", *(mood_sentence(rng)[0] for _ in range(3))), i % 3)
                 for i in range(24)]
@@ -206,7 +216,6 @@ def test_a_run_that_cannot_fit_is_refused_before_anything_is_written(model_dir, 
     with pytest.raises(ValueError, match="micro-batch"):
         fine_tune(model_dir, "mood", tmp_path / "run", mood_task())
     assert not (tmp_path / "run").exists()
-
 
 
 def test_a_short_last_micro_batch_gives_the_update_of_the_whole_batch(tmp_path):
@@ -228,3 +237,61 @@ def test_a_short_last_micro_batch_gives_the_update_of_the_whole_batch(tmp_path):
         params[micro] = result["model"].params
     for name, value in params[10].items():
         np.testing.assert_allclose(params[4][name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_a_schedule_that_cannot_learn_is_named_with_its_numbers_and_its_fix():
+    # 32 examples, batch 32, 1 epoch: one update, the warm-up's first, at lr 0
+    warning = schedule_warning(32, FinetuneConfig(epochs=1))
+    assert "every update runs at learning rate 0" in warning
+    assert "32 training examples in batches of 32 make 1 update(s) per epoch" in warning
+    assert "warm-up (0.2% of them, rounded up) takes 1" in warning
+    assert "--warmup 0" in warning and "--max-train-examples" in warning
+    # 3 epochs of one update each: two learn, but all of the first epoch is warm-up
+    assert "the whole first epoch is warm-up" in schedule_warning(32, FinetuneConfig())
+    assert schedule_warning(20, FinetuneConfig(epochs=1, batch_size=32, warmup=0.0)) is None
+    assert schedule_warning(2000, FinetuneConfig()) is None  # the ablation's: 62 per epoch
+    assert schedule_warning(64, FinetuneConfig(batch_size=32, epochs=1)) is None  # 2 updates
+
+
+def test_the_warning_is_printed_and_true(model_dir, tmp_path, capsys):
+    from minigpt1.jobs.run_folder import load_model
+
+    fcfg = FinetuneConfig(epochs=1, batch_size=32, lr=1e-2)  # 16 examples: one update, lr 0
+    result = fine_tune(model_dir, "mood", tmp_path / "run", mood_task((16, 8, 8)), fcfg)
+    assert "WARNING: every update runs at learning rate 0" in capsys.readouterr().out
+    before = load_model(model_dir)[0].params
+    for name in ("h.0.attn.c_attn.weight", "h.1.mlp.c_fc.bias", "positions_embed.weight"):
+        np.testing.assert_array_equal(result["model"].params[name], before[name])  # unchanged
+    fine_tune(model_dir, "mood", tmp_path / "ok", mood_task((32, 8, 8)),
+              FinetuneConfig(epochs=1, batch_size=16))
+    assert "WARNING" not in capsys.readouterr().out
+
+
+def write_story_cloze(folder, n_val, n_test=2):
+    """A Story Cloze folder: a val and a test CSV of n_val and n_test made-up stories."""
+    import csv
+
+    header = ["InputStoryid", *(f"InputSentence{i}" for i in range(1, 5)),
+              "RandomFifthSentenceQuiz1", "RandomFifthSentenceQuiz2", "AnswerRightEnding"]
+    folder.mkdir()
+    for name, n in (("cloze_test_val.csv", n_val), ("cloze_test_test.csv", n_test)):
+        with open(folder / name, "w", newline="", encoding="utf-8") as f:
+            rows = [[f"id{i}", *(f"Line {k} of {i}." for k in range(4)), "Good.", "Bad.", "1"]
+                    for i in range(n)]
+            csv.writer(f).writerows([header, *rows])
+
+
+def test_n_validation_sets_the_stories_rocstories_holds_out(tmp_path):
+    from minigpt1.jobs.finetune import plan_task
+
+    write_story_cloze(tmp_path / "roc", n_val=10)
+    plan = FinetunePlan("unused", "rocstories", tmp_path / "run", data=tmp_path / "roc",
+                        n_validation=3)
+    task = plan_task(plan)
+    assert (len(task.splits["train"]), len(task.splits["validation"])) == (7, 3)
+    with pytest.raises(ValueError, match="only 10 stories, too few to hold out 374"):  # default
+        plan_task(FinetunePlan("unused", "rocstories", tmp_path / "r", tmp_path / "roc"))
+    write_sst2(tmp_path / "SST-2", {"train.tsv": [("good", 1)], "dev.tsv": [("bad", 0)]})
+    with pytest.raises(ValueError, match="for rocstories only"):
+        plan_task(FinetunePlan("unused", "sst2", tmp_path / "r", tmp_path / "SST-2",
+                               n_validation=3))

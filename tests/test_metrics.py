@@ -5,7 +5,17 @@ import numpy as np
 import pytest
 
 from minigpt1.finetuning import transformations as tasks
-from minigpt1.finetuning.metrics import SCORES, accuracy, f1, matthews, pearson, score
+from minigpt1.finetuning.metrics import (
+    SCORES,
+    accuracy,
+    all_scores,
+    average_ranks,
+    f1,
+    matthews,
+    pearson,
+    score,
+    spearman,
+)
 
 # Five binary predictions against five labels: TP = 2 (items 0, 4), TN = 1 (item 3),
 # FP = 1 (item 1), FN = 1 (item 2).
@@ -105,3 +115,33 @@ def test_every_task_metric_has_a_score():
 def test_score_refuses_bad_input(metric, predictions, labels, message):
     with pytest.raises(ValueError, match=message):
         score(metric, predictions, labels)
+
+
+def test_average_ranks_share_ties():
+    assert average_ranks([5, 9, 7, 7]).tolist() == [1.0, 4.0, 2.5, 2.5]
+    assert average_ranks([3.0, 3.0, 3.0]).tolist() == [2.0, 2.0, 2.0]
+    assert average_ranks([0.2, -1.0, 0.2, 0.2, 5.0]).tolist() == [3.0, 1.0, 3.0, 3.0, 5.0]
+
+
+def test_spearman_by_hand_with_ties():
+    # ranks of p: 1, 2.5, 2.5, 4; of y: 1, 3, 2, 4. Deviations from 2.5: (-1.5, 0, 0, 1.5) and
+    # (-1.5, 0.5, -0.5, 1.5): r = 4.5 / sqrt(4.5 x 5) = sqrt(0.9)
+    assert spearman([1.0, 2.0, 2.0, 3.0], [10, 30, 20, 40]) == pytest.approx(np.sqrt(0.9))
+    assert spearman([1, 2, 3, 4], [1, 8, 27, 64]) == pytest.approx(1.0)  # monotone, not linear
+    assert pearson([1, 2, 3, 4], [1, 8, 27, 64]) < 0.99
+    assert spearman([4, 3, 2, 1], [0.1, 0.2, 0.3, 0.4]) == pytest.approx(-1.0)
+    assert spearman([2.5, 2.5, 2.5], [1, 2, 3]) == 0.0  # a constant input: no ranking
+    with pytest.raises(ValueError, match="finite"):
+        spearman([1.0, np.nan, 2.0], [1.0, 2.0, 3.0])
+
+
+def test_glue_reports_accuracy_beside_f1_and_spearman_beside_pearson():
+    # P against Y: TP 2, FP 1, FN 1 -> F1 = 4 / 6; 3 of 5 right -> accuracy 0.6
+    assert all_scores("f1", P, Y) == pytest.approx({"f1": 2 / 3, "accuracy": 0.6})
+    assert list(all_scores("f1", P, Y)) == ["f1", "accuracy"]  # the task's own first
+    both = all_scores("pearson", [1.0, 2.0, 2.0, 3.0], [10, 30, 20, 40])
+    assert list(both) == ["pearson", "spearman"]
+    assert both["spearman"] == pytest.approx(np.sqrt(0.9))
+    assert both["pearson"] == pytest.approx(pearson([1.0, 2.0, 2.0, 3.0], [10, 30, 20, 40]))
+    assert all_scores("matthews", P, Y) == {"matthews": matthews(P, Y)}
+    assert all_scores("accuracy", P, Y) == {"accuracy": 0.6}

@@ -156,11 +156,50 @@ def test_long_sequences_get_every_kth_tick_label():
     assert all(t.get_text() == "" for t in ax.get_yticklabels())
 
 
-def test_token_pieces_become_short_one_line_plain_text_labels():
+def test_token_pieces_become_short_plain_text_labels():
     assert plots._tick_label("cat</w>") == "cat</w>"
     assert plots._tick_label("a-very-long-piece") == "a-very-…"
-    assert plots._tick_label("\n\t") == "\\n\\t"
     assert plots._tick_label("$5") == r"\$5"
+
+
+def test_the_byte_alphabet_is_the_tokenizers():
+    from minigpt1.tokenizer.files import CHAR_BYTES
+
+    assert plots.BYTE_OF_CHAR == CHAR_BYTES
+
+
+def test_byte_level_pieces_read_as_text_with_visible_whitespace():
+    from minigpt1.tokenizer.bpe import BPETokenizer
+
+    text = "What say you?\nMy lord, été\tis here"
+    tokenizer = BPETokenizer.train([text] * 3, vocab_size=270, mode="bytes", progress=False)
+    pieces = tokenizer.tokens(text)
+    assert "Ġ" in "".join(pieces) and "Ċ" in pieces  # what the labels used to show
+    readable = plots.readable_tokens(pieces)
+    assert "".join(readable) == "What␣say␣you?↵My␣lord,␣été⇥is␣here"
+    # piece by piece, each is the text its id decodes to, whitespace made visible
+    for piece, shown in zip(pieces, readable, strict=True):
+        decoded = tokenizer.decode([tokenizer.token_to_id(piece)])
+        assert shown == decoded.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
+
+
+def test_pieces_that_split_a_character_or_are_not_byte_level():
+    assert plots.readable_tokens(["Ã", "©", "Ġa"]) == ["\\xc3", "\\xa9", "␣a"]  # é in two
+    # GPT-1's pieces: "é" alone is no UTF-8 byte string, so none of them is read as bytes
+    assert plots.readable_tokens(["caf", "é</w>", "\n</w>"]) == ["caf", "é</w>", "↵</w>"]
+    assert plots.readable_tokens(["Ġ", "\x0c"]) == ["Ġ", "\\x0c"]  # \x0c: not the alphabet
+
+
+def test_attention_labels_are_readable_and_every_glyph_is_drawn(tmp_path, recwarn,
+                                                                monkeypatch):
+    pieces = ["What", "Ġsay", "Ġyou", "Ċ", "\u0109", "ĠÃ©"]  # Ġ space, Ċ newline, ĉ tab, é
+    drawn, real = [], plots._token_ticks
+    monkeypatch.setattr(plots, "_token_ticks",
+                        lambda ax, labels, *args, **kw: drawn.append(labels) or real(
+                            ax, labels, *args, **kw))
+    read_png(plots.plot_attention(causal_maps(1, 1, 6), pieces, tmp_path / "attention.png"))
+    assert drawn == [["What", "␣say", "␣you", "↵", "⇥", "␣é"]]
+    assert not [w for w in recwarn if "missing from" in str(w.message)]  # no glyph missing
 
 
 @pytest.mark.parametrize("maps, tokens, message", [
@@ -186,6 +225,30 @@ def test_plot_bars_with_a_missing_value(tmp_path):
     read_png(plots.plot_bars(table, tmp_path / "bars.png", title="Ablation", ylabel="accuracy"))
     with pytest.raises(ValueError, match="empty"):
         plots.plot_bars({}, tmp_path / "empty.png")
+
+
+def test_plot_bars_draws_error_bars_where_given(tmp_path):
+    table = {"genre": {"L3": 66.0, "L2": 67.0}, "average": {"L3": 50.0, "L2": 51.0}}
+    errors = {"genre": {"L3": 20.0, "L2": float("nan")}}  # one bar with an error bar
+    plain = read_png(plots.plot_bars(table, tmp_path / "plain.png"))
+    with_errors = read_png(plots.plot_bars(table, tmp_path / "errors.png", errors=errors))
+    assert not np.array_equal(plain, with_errors)
+    nan_only = {"genre": {"L3": float("nan"), "L2": float("nan")}}
+    assert np.array_equal(plain, read_png(plots.plot_bars(table, tmp_path / "nan.png",
+                                                          errors=nan_only)))
+
+
+def test_plot_lines_with_error_bars_and_reference_lines(tmp_path):
+    lines = {"genre": ([0, 1, 2], [40.0, 55.0, 66.0], [5.0, 4.0, float("nan")]),
+             "next-line": ([0, 1, 2], [25.0, 30.0, 34.0])}
+    plain = read_png(plots.plot_lines(lines, tmp_path / "lines.png", title="Transfer",
+                                      xlabel="blocks", ylabel="accuracy (%)"))
+    chance = read_png(plots.plot_lines(lines, tmp_path / "chance.png", title="Transfer",
+                                       xlabel="blocks", ylabel="accuracy (%)",
+                                       references={"genre": 33.3, "next-line": 25.0}))
+    assert not np.array_equal(plain, chance)
+    with pytest.raises(ValueError, match="no lines"):
+        plots.plot_lines({}, tmp_path / "empty.png")
 
 
 def test_saving_creates_parent_folders_and_leaves_no_temporary_file(tmp_path):

@@ -21,16 +21,25 @@ looks wrong stops the load with a FormatError (errors.py, a ValueError) that sta
 "path:line:" (lines counted from 1, as an editor shows them) and says how to fix it.
 """
 
+from functools import partial
+
 from .glue import GLUE_TASKS, LOADERS
-from .multiple_choice import MULTIPLE_CHOICE_TASKS, load_race, load_rocstories
+from .multiple_choice import MULTIPLE_CHOICE_TASKS, ROC_VALIDATION, load_race, load_rocstories
 from .transformations import TaskData
 
 FILE_TASKS = {**GLUE_TASKS, **MULTIPLE_CHOICE_TASKS}
 
 
-def load_task_files(name, path) -> TaskData:
-    """Task `name` (a key of FILE_TASKS) from its folder `path`."""
-    loaders = {**LOADERS, "rocstories": load_rocstories, "race": load_race}
+def load_task_files(name, path, n_validation=ROC_VALIDATION) -> TaskData:
+    """Task `name` (a key of FILE_TASKS) from its folder `path`. n_validation: how many
+    stories of the Story Cloze val file rocstories holds out for validation (GPT-1: 374);
+    every other task has a validation file of its own."""
+    loaders = {**LOADERS, "rocstories": partial(load_rocstories, n_validation=n_validation),
+               "race": load_race}
     if name not in loaders:
         raise ValueError(f"unknown task {name!r}: choose one of {', '.join(FILE_TASKS)}")
+    if name != "rocstories" and n_validation != ROC_VALIDATION:
+        raise ValueError(f"n_validation (--n-validation) holds out stories of the Story Cloze "
+                         f"val file: it is for rocstories only, and {name} has a validation "
+                         "file of its own; leave it out")
     return loaders[name](path)

@@ -5,6 +5,9 @@ columns by header name (GLUE's files have up to sixteen columns, and MNLI's trai
 do not even agree on how many). GLUE's test.tsv files carry no labels (the answers stay on the
 GLUE server), so GLUE tasks give "train" and "validation" (MNLI adds "validation_mismatched");
 SNLI publishes its test answers and also gives "test".
+
+Each spec names the metric its task is judged by; as GLUE does, MRPC and QQP also report
+accuracy beside F1, and STS-B Spearman beside Pearson (metrics.all_scores).
 """
 
 from .file_readers import table_examples, task_folder
@@ -50,7 +53,6 @@ def tsv_task(name, folder, dataset, files, texts, label, values=None, origin=GLU
                          files.values())
     return TaskData(spec, {split: table_examples(folder / file, texts, label, values, **options)
                            for split, file in files.items()})
-
 
 
 def load_sst2(folder):

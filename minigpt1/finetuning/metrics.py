@@ -1,4 +1,4 @@
-"""The four scores of GLUE and the GPT-1 paper, from predictions and true labels.
+"""The scores of GLUE and the GPT-1 paper, from predictions and true labels.
 
 With n examples, predictions p and labels y:
 
@@ -8,11 +8,17 @@ With n examples, predictions p and labels y:
                c: correct predictions; p_k, t_k: how often class k is predicted, is true.
                With two classes this is (TP TN - FP FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)).
     pearson    sum (p_i - mean p)(y_i - mean y) / sqrt(sum (p_i - mean p)^2 sum (y_i - mean y)^2)
+    spearman   pearson of the ranks of p and of y; tied values share the mean of their ranks
+               (ranks 1..n: values 5, 7, 7, 9 have ranks 1, 2.5, 2.5, 4)
 
-Each returns a plain Python float in natural units: accuracy and f1 in 0..1, the two
+A task names one metric (TaskSpec.metric); GLUE reports a second one beside two of them, and
+so do we (all_scores): F1 with accuracy (MRPC, QQP), Pearson with Spearman (STS-B).
+
+Each returns a plain Python float in natural units: accuracy and f1 in 0..1, the
 correlations in -1..1 (the paper prints them times 100). Where a formula divides by zero the
 score is 0.0, as scikit-learn gives: f1 with no positive prediction and no positive label,
-matthews when every prediction or every label is the same class, pearson for a constant input.
+matthews when every prediction or every label is the same class, pearson and spearman for a
+constant input.
 """
 
 import numpy as np
@@ -79,7 +85,32 @@ def pearson(predictions, labels) -> float:
     return float(np.clip(r, -1.0, 1.0))  # rounding can step just past +-1
 
 
+def average_ranks(values):
+    """Ranks 1..n of `values`, ties sharing the mean of the ranks they span (as scipy's
+    rankdata does): [5, 9, 7, 7] -> [1, 4, 2.5, 2.5]."""
+    x = np.asarray(values)
+    order = np.argsort(x, kind="stable")  # (n,) positions from the smallest value up
+    sorted_x = x[order]
+    # each run of equal values starts where the value changes
+    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])  # (runs,)
+    ends = np.r_[starts[1:], len(x)]  # one past each run's last position
+    run_ranks = (starts + 1 + ends) / 2  # the mean of ranks starts+1 .. ends
+    ranks = np.empty(len(x))
+    ranks[order] = np.repeat(run_ranks, ends - starts)
+    return ranks
+
+
+def spearman(predictions, labels) -> float:
+    """Spearman's rank correlation: pearson of the average ranks; 0.0 for a constant input."""
+    p, y = (values.astype(np.float64) for values in as_pair(predictions, labels))
+    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(y))):  # ranks would hide a NaN
+        raise ValueError("spearman needs finite numbers: the predictions or labels hold NaN or inf")
+    return pearson(average_ranks(p), average_ranks(y))
+
+
 SCORES = {"accuracy": accuracy, "f1": f1, "matthews": matthews, "pearson": pearson}
+# what GLUE reports beside a task's metric
+COMPANIONS = {"f1": {"accuracy": accuracy}, "pearson": {"spearman": spearman}}
 
 
 def score(metric, predictions, labels) -> float:
@@ -87,3 +118,12 @@ def score(metric, predictions, labels) -> float:
     if metric not in SCORES:
         raise ValueError(f"unknown metric {metric!r}: choose one of {', '.join(SCORES)}")
     return SCORES[metric](predictions, labels)
+
+
+def all_scores(metric, predictions, labels) -> dict:
+    """{name: value} of the task's metric and of those GLUE reports beside it, the task's
+    first: {"f1": ..., "accuracy": ...} for MRPC, {"pearson": ..., "spearman": ...} for STS-B."""
+    scores = {metric: score(metric, predictions, labels)}
+    for name, companion in COMPANIONS.get(metric, {}).items():
+        scores[name] = companion(predictions, labels)
+    return scores

@@ -34,23 +34,26 @@ MULTIPLE_CHOICE_TASKS = {spec.name: spec for spec in (
 )}
 
 
-
-
 def load_rocstories(folder, n_validation=ROC_VALIDATION):
     """The Story Cloze Test as GPT-1's code read it: the val file is cut into train and
-    validation, and the test file is the test.
+    validation, and the test file is the test. n_validation: the stories held out for
+    validation (the original's 374 by default).
 
     The original cut with scikit-learn's train_test_split(test_size=374, random_state=seed),
     which takes validation = the first 374 of RandomState(seed).permutation(n) and train = the
     rest, in that order. I repeat exactly that with numpy's legacy RandomState, whose stream is
     frozen, so our split is the one the paper's numbers come from, story for story.
     """
+    if n_validation < 1:
+        raise ValueError(f"n_validation must be at least 1 (stories held out for validation), "
+                         f"got {n_validation}")
     folder = task_folder(folder, ROC_ORIGIN)
     val, test = roc_file(folder, "val"), roc_file(folder, "test")
     stories = roc_examples(val)
-    if not 0 < n_validation < len(stories):
+    if n_validation >= len(stories):
         raise FormatError(f"{val}:2: only {len(stories)} stories, too few to hold out "
-                          f"{n_validation} for validation; is this the whole val file?")
+                          f"{n_validation} for validation and train on the rest; is this the "
+                          "whole val file? (or hold out fewer: --n-validation)")
     order = np.random.RandomState(ROC_SEED).permutation(len(stories))  # (n,)
     splits = {"train": [stories[i] for i in order[n_validation:]],
               "validation": [stories[i] for i in order[:n_validation]],

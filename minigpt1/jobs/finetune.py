@@ -6,7 +6,9 @@
         metrics.jsonl     one line per logged update (loss, l2, l1, lr, val_<metric>, ...)
         checkpoints/      last and best (lowest validation L2), weights include clf.*
         loss.png          training and validation loss
-        results.json      the task's metric on validation and test after the last epoch
+        results.json      the task's metric on validation and test after the last epoch, and
+                          under "metrics" what GLUE reports beside it (accuracy beside F1,
+                          Spearman beside Pearson)
 
 On several ranks (`world`, see distributed.py) rank 0 alone prepares the run; the others
 receive the plan, the model config, the task and the encoded examples from it, then the
@@ -23,6 +25,8 @@ import numpy as np
 from ..config import GPTConfig
 from ..errors import FormatError
 from ..fileio import read_json, section, write_json_atomic
+from ..finetuning.file_tasks import FILE_TASKS, load_task_files
+from ..finetuning.multiple_choice import ROC_VALIDATION
 from ..finetuning.task_model import HEAD, TaskModel, transfer_layers, with_special_tokens
 from ..finetuning.transformations import (
     EncodedExample,
@@ -70,6 +74,7 @@ class FinetunePlan:
     force: bool = False  # delete a run already in run_dir and start over
     device: str = "cpu"  # cpu | cuda
     allow_truncation: bool = True  # False: an example longer than the context is an error
+    n_validation: int = ROC_VALIDATION  # rocstories: stories of the val file held out (GPT-1: 374)
 
     @classmethod
     def from_json(cls, values):
@@ -215,13 +220,15 @@ def run_finetuning(plan, task=None, world=SINGLE, progress=True):
         if not world.is_writer:
             return None
         spec = model.spec
-        scores = {split: evaluate_task(model, examples, fcfg.batch_size)["metric"]
-                  for split, examples in run.encoded.items() if split != "train"}
+        metrics = {split: evaluate_task(model, examples, fcfg.batch_size)["metrics"]
+                   for split, examples in run.encoded.items() if split != "train"}
+        scores = {split: values[spec.metric] for split, values in metrics.items()}
         write_json_atomic(run_dir / "results.json", {"task": spec.name, "metric": spec.metric,
-                                                     **scores})
+                                                     **scores, "metrics": metrics})
         plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png",
                     title=f"fine-tuning on {spec.name} (lambda = {fcfg.lm_coef})")
-        return {"run_dir": run_dir, "model": model, "spec": spec, "scores": scores, **result}
+        return {"run_dir": run_dir, "model": model, "spec": spec, "scores": scores,
+                "metrics": metrics, **result}
 
 
 def share(run, world):
@@ -265,7 +272,7 @@ def prepare_finetuning(plan, task=None, world=SINGLE):
     if model is None:  # a new run, or one that failed before its first checkpoint
         gpt, tokenizer = load_model(plan.checkpoint, plan.which, plan.device)  # fails early
     fcfg = plan.finetune
-    task = task or load_task(plan.task, plan.data, fcfg.seed, source_text_dir(plan.checkpoint))
+    task = task or plan_task(plan)
     if fcfg.max_train_examples is not None:
         task = subsample_train(task, fcfg.max_train_examples, fcfg.seed)
     if plan.resume:
@@ -291,6 +298,14 @@ def prepare_finetuning(plan, task=None, world=SINGLE):
           f"lambda = {fcfg.lm_coef}")
     return PreparedFinetuning(plan, model.gpt.cfg, task.spec, encoded, saved.step if saved else 0,
                               model, saved and saved.optimizer)
+
+
+def plan_task(plan):
+    """The plan's task, read as load_task reads it; the Story Cloze Test holds out
+    plan.n_validation stories of its val file for validation."""
+    if plan.task in FILE_TASKS and plan.data is not None:
+        return load_task_files(plan.task, plan.data, n_validation=plan.n_validation)
+    return load_task(plan.task, plan.data, plan.finetune.seed, source_text_dir(plan.checkpoint))
 
 
 def start_finetune_folder(plan, task, cfg, tokenizer):

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import backend
-from ..finetuning.metrics import score
+from ..finetuning.metrics import all_scores
 from ..finetuning.transformations import make_batch
 from . import loop
 from .distributed import SINGLE
@@ -107,7 +107,8 @@ def predictions(scores, spec):
 
 
 def evaluate_task(model, encoded, batch_size=32):
-    """{"loss": mean L2, "metric": the task's metric} over encoded examples (dropout off)."""
+    """{"loss": mean L2, "metric": the task's metric, "metrics": {name: value} of it and of
+    what GLUE reports beside it (metrics.all_scores)} over encoded examples (dropout off)."""
     spec = model.spec
     order = sorted(range(len(encoded)), key=lambda i: max(map(len, encoded[i].sequences)))
     losses, sizes, predicted = [], [], np.zeros(len(encoded))
@@ -120,8 +121,35 @@ def evaluate_task(model, encoded, batch_size=32):
     labels = np.array([e.label for e in encoded])
     if not spec.regression:
         predicted = predicted.astype(np.int64)
-    return {"loss": float(np.average(losses, weights=sizes)),
-            "metric": score(spec.metric, predicted, labels)}
+    scores = all_scores(spec.metric, predicted, labels)
+    return {"loss": float(np.average(losses, weights=sizes)), "metric": scores[spec.metric],
+            "metrics": scores}
+
+
+def schedule_warning(n_examples, fcfg):
+    """What is wrong with the learning-rate schedule of n_examples training examples, in
+    words; None when nothing is.
+
+    GPT-1's schedule warms up over ceil(warmup * total) updates, the first at lr 0. On a
+    tiny training set that can be all of the first epoch, or every update: with fewer
+    examples than a batch an epoch is one update, so a one-epoch run is the warm-up's first
+    update alone, at lr 0, and changes no weight (its L2 and L3 runs end identical).
+    """
+    per_epoch = steps_per_epoch(n_examples, fcfg.batch_size)
+    total = per_epoch * fcfg.epochs
+    warmup_steps = math.ceil(fcfg.warmup * total)
+    schedule = (f"{n_examples} training examples in batches of {fcfg.batch_size} make "
+                f"{per_epoch} update(s) per epoch, {total} in {fcfg.epochs} epoch(s), of which "
+                f"warm-up ({fcfg.warmup:.1%} of them, rounded up) takes {warmup_steps}")
+    fix = ("more training examples (--max-train-examples), a smaller --batch-size, more "
+           "--epochs, or --warmup 0 (the first update then runs at the peak lr)")
+    if all(warmup_linear(step, 1.0, warmup_steps, total) == 0 for step in range(total)):
+        return (f"WARNING: every update runs at learning rate 0, so fine-tuning changes no "
+                f"weight: {schedule}, and the warm-up's first update has lr 0. Fix: {fix}.")
+    if per_epoch < warmup_steps + 1:
+        return (f"WARNING: the whole first epoch is warm-up, its first update at learning rate "
+                f"0: {schedule}. Fix: {fix}.")
+    return None
 
 
 def finetune(model, optimizer, train, validation, fcfg, run_dir, start_step=0, progress=True,
@@ -142,7 +170,11 @@ def finetune(model, optimizer, train, validation, fcfg, run_dir, start_step=0, p
     def validate(step):
         val = evaluate_task(model, validation, fcfg.batch_size)
         tqdm.write(f"step {step}: validation {metric} {val['metric']:.4f}, L2 {val['loss']:.4f}")
-        return {"val_loss": val["loss"], f"val_{metric}": val["metric"]}
+        return {"val_loss": val["loss"], **{f"val_{k}": v for k, v in val["metrics"].items()}}
+
+    warning = schedule_warning(len(train), fcfg)
+    if warning and world.is_writer:
+        tqdm.write(warning)
 
     state = {"config": model.gpt.cfg.to_dict(), "finetune": asdict(fcfg),
              "task": asdict(model.spec)}
