@@ -9,9 +9,10 @@ An error prints one paragraph on stderr; `--debug` shows the exception's traceba
 One vocabulary for every command: a flag means the same thing wherever it appears
 (--checkpoint RUN is the run folder a command reads, --out where it writes, --data the
 task's data, --batch-size and --n-ctx the update's sequences and their length, --which the
-checkpoint of a run, "best" by default). Every --help shows each flag's default and ends with
-examples; docs/cli.md lists them all. A renamed flag keeps its old spelling for one release,
-hidden from --help, with a note on stderr naming the new one (_OldSpelling).
+checkpoint of a run, "best" by default, --tasks the Shakespeare tasks of an experiment).
+Every --help shows each flag's default and ends with examples; docs/cli.md lists them all. A
+renamed flag keeps its old spelling for one release, hidden from --help, with a note on
+stderr naming the new one (_OldSpelling).
 """
 
 import argparse
@@ -168,6 +169,16 @@ PATH = _checked(str, lambda s: s != "" and "\0" not in s, "a non-empty path")
 TEXT = _checked(str, lambda s: s != "", "non-empty text")
 
 
+def _is_checkpoint_name(text):
+    """What load_model reads from a run folder: best, last, or a kept snapshot's folder."""
+    from .training.checkpoint import FOLDER_NAME
+
+    return text in ("best", "last") or FOLDER_NAME.fullmatch(text) is not None
+
+
+WHICH = _checked(str, _is_checkpoint_name, "best, last or a kept snapshot such as step-0000500")
+
+
 def _preset(name):
     from .config import PRESETS
 
@@ -201,6 +212,8 @@ def build_parser():
     _add_pretrain_command(sub)
     _add_finetune_command(sub)
     _add_ablation_command(sub)
+    _add_transfer_command(sub)
+    _add_zero_shot_command(sub)
     _add_generate_command(sub)
     _add_export_command(sub)
     _add_evaluate_command(sub)
@@ -581,6 +594,7 @@ def _refuse_resume_with_force(args):
 
 
 def _add_finetune_command(sub):
+    from .finetuning.multiple_choice import ROC_VALIDATION
     from .training.task_objective import FinetuneConfig
 
     finetune = _add_command(
@@ -614,10 +628,25 @@ def _add_finetune_command(sub):
     finetune.add_argument("--no-truncation", action="store_true",
                           help="stop at an example longer than the context instead of cutting "
                                "its text (by default the text is cut; the extract token stays)")
+    finetune.add_argument("--n-validation", type=POSITIVE_INT, default=ROC_VALIDATION,
+                          metavar="N",
+                          help="rocstories only: stories of the Story Cloze val file held out "
+                               "for validation, the rest train (GPT-1 held out 374)")
+    finetune.conflicts.append(_n_validation_is_for_rocstories)
     _add_config_flags(finetune, FinetuneConfig())
     _recorded_by_resume(finetune, ["checkpoint", "task", "data", "which", "no_truncation",
-                                   *_field_names(FinetuneConfig)])
+                                   "n_validation", *_field_names(FinetuneConfig)])
     finetune.set_defaults(run=_finetune)
+
+
+def _n_validation_is_for_rocstories(args):
+    """--n-validation splits the Story Cloze val file; another task has no use for it. A
+    resumed run (no --task typed) compares it with its record instead."""
+    task = getattr(args, "task", None)
+    if getattr(args, "n_validation", None) is not None and task not in (None, "rocstories"):
+        return (f"argument --n-validation: it holds out stories of the Story Cloze val file, "
+                f"for --task rocstories only (not {task}); leave it out")
+    return None
 
 
 def _add_checkpoint_flag(command, what, required=True):
@@ -627,9 +656,11 @@ def _add_checkpoint_flag(command, what, required=True):
 def _add_which_flag(command):
     """--which: the same checkpoint by default wherever a run folder is read. A resumed
     fine-tuning run keeps the one its run.json records (an untyped flag is not compared)."""
-    command.add_argument("--which", choices=["best", "last"], default="best",
+    command.add_argument("--which", type=WHICH, default="best", metavar="WHICH",
                          help="which checkpoint of a run folder: best (the lowest validation "
-                              "loss; a run with no evaluation yet falls back to last) or last")
+                              "loss; a run with no evaluation yet falls back to last), last, "
+                              "or a snapshot it kept (pretrain --keep-every) by its folder "
+                              "name, e.g. step-0000500")
 
 
 def _finetune(args):
@@ -652,13 +683,15 @@ def _finetune(args):
             checkpoint=args.checkpoint, task=args.task, run_dir=args.out, data=args.data,
             finetune=_config_from_args(FinetuneConfig, args), which=args.which,
             force=args.force, device=args.device, allow_truncation=not args.no_truncation,
+            n_validation=args.n_validation,
         )  # fmt: skip
     result = run_finetuning(plan, world=_world(args))
     if result is None:  # a rank other than 0: rank 0 reports
         return 0
-    scores = ", ".join(f"{split} {value:.4f}" for split, value in result["scores"].items())
-    print(f"done: {result['steps']} updates; {result['spec'].metric}: {scores}; "
-          f"run folder {args.out}")
+    scores = "; ".join(f"{split} " + ", ".join(f"{name} {value:.4f}"
+                                               for name, value in values.items())
+                       for split, values in result["metrics"].items())
+    print(f"done: {result['steps']} updates; {scores}; run folder {args.out}")
     return 0
 
 
@@ -674,9 +707,52 @@ def _resumed_finetune_plan(args):
     plan = recorded_finetune_plan(args.out)
     recorded = {"checkpoint": plan.checkpoint, "task": plan.task, "data": plan.data,
                 "which": plan.which, "no_truncation": not plan.allow_truncation,
-                **vars(plan.finetune)}
+                "n_validation": plan.n_validation, **vars(plan.finetune)}
     return replace(plan, finetune=_refuse_differences(args, recorded, plan.finetune),
                    extend=True, device=args.device)
+
+
+def _add_experiment_flags(command, out_default, what_checkpoint):
+    """What ablation, transfer and zero-shot share: the run they read, the texts, where the
+    experiment lives (the same command again continues it there), its tasks and device."""
+    from .jobs.ablation import TASKS
+
+    _add_checkpoint_flag(command, what=what_checkpoint)
+    command.add_argument("--data", metavar="DIR", type=PATH,
+                         help="a folder of .txt files for the Shakespeare tasks (default: the "
+                              "corpus the checkpoint was pre-trained on)")
+    command.add_argument("--out", default=out_default, metavar="DIR", type=PATH,
+                         help="the experiment's folder (its settings, results and tables); "
+                              "the same command again continues it there")
+    command.add_argument("--force", action="store_true",
+                         help="delete an earlier experiment in --out and start over")
+    command.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS),
+                         metavar="TASK", help="which of the four Shakespeare tasks to run")
+    _add_device_flag(command)
+
+
+def _add_seeds_flag(command, runs_of):
+    command.add_argument("--seeds", type=POSITIVE_INT, default=3, metavar="N",
+                         help=f"runs of {runs_of} on each task, seeded --seed, --seed + 1, ...: "
+                              "the tables give mean ± a 95%% interval; a larger --seeds on a "
+                              "finished experiment adds runs")
+
+
+def _tasks(args):
+    """--tasks in the order of TASKS, each once: the same tasks make the same experiment."""
+    from .jobs.ablation import TASKS
+
+    return tuple(task for task in TASKS if task in args.tasks)
+
+
+def _experiment_plan(plan_class, args, fcfg, **fields):
+    """An AblationPlan or a TransferPlan from the flags the two share."""
+    return plan_class(checkpoint=args.checkpoint, out_dir=args.out, text_dir=args.data,
+                      finetune=fcfg, tasks=_tasks(args), force=args.force, seeds=args.seeds,
+                      which=args.which, device=args.device, **fields)
+
+
+PRETRAINED = "a pre-training run folder (e.g. the demo's), or a HuggingFace openai-gpt folder"
 
 
 def _add_ablation_command(sub):
@@ -684,17 +760,14 @@ def _add_ablation_command(sub):
 
     ablation = _add_command(
         sub, "ablation", "Table 5 at small scale: with/without pre-training and the LM loss",
-        ("the four Shakespeare tasks, fine-tuned three ways from a pre-training run",
-         "--checkpoint runs/tiny --out runs/ablation"),
-        ("a quick pass: one epoch on 48 examples per task",
-         "--checkpoint runs/tiny --out runs/ablation-quick --epochs 1 --max-train-examples 48"))
-    _add_checkpoint_flag(ablation, what="a pre-training run folder (e.g. the demo's)")
-    ablation.add_argument("--data", metavar="DIR", type=PATH,
-                          help="a folder of .txt files for the Shakespeare tasks (default: the "
-                               "corpus the checkpoint was pre-trained on)")
-    ablation.add_argument("--out", default="runs/ablation", metavar="DIR", type=PATH,
-                          help="where its runs and tables go")
-    ablation.add_argument("--force", action="store_true", help="replace an earlier ablation")
+        ("the four Shakespeare tasks, fine-tuned three ways, 3 seeds each, from a pre-training "
+         "run", "--checkpoint runs/tiny --out runs/ablation"),
+        ("a quick pass: one epoch on 48 examples of one task, 2 seeds",
+         "--checkpoint runs/tiny --out runs/ablation-quick --tasks genre --seeds 2 --epochs 1 "
+         "--max-train-examples 48"))
+    _add_experiment_flags(ablation, "runs/ablation", PRETRAINED)
+    _add_seeds_flag(ablation, "each variant")
+    _add_which_flag(ablation)
     _add_config_flags(ablation, ablation_config(), skip=("transfer_layers", "lm_coef"))
     _add_old_spelling(ablation, "--text-dir", "--data")
     ablation.set_defaults(run=_ablation)
@@ -705,7 +778,70 @@ def _ablation(args):
     from .training.task_objective import FinetuneConfig
 
     fcfg = _config_from_args(FinetuneConfig, args, transfer_layers=None, lm_coef=0.5)
-    run_ablation(AblationPlan(args.checkpoint, args.out, args.data, fcfg, force=args.force))
+    run_ablation(_experiment_plan(AblationPlan, args, fcfg))
+    return 0
+
+
+def _add_transfer_command(sub):
+    from .jobs.ablation import ablation_config
+
+    transfer = _add_command(
+        sub, "transfer", "Figure 2 left: accuracy against the pre-trained blocks transferred",
+        ("0, 1, ..., n_layer blocks on the four Shakespeare tasks, 3 seeds each",
+         "--checkpoint runs/tiny --out runs/transfer"),
+        ("the embeddings alone against the whole body, on next-line",
+         "--checkpoint runs/tiny --out runs/transfer-ends --layers 0 4 --tasks next-line"))
+    _add_experiment_flags(transfer, "runs/transfer", PRETRAINED)
+    transfer.add_argument("--layers", nargs="+", type=LAYERS, metavar="N",
+                          help="numbers of pre-trained blocks to transfer, the others start "
+                               "afresh (0: the embeddings alone, -1: nothing) (default: 0 1 "
+                               "... n_layer)")
+    _add_seeds_flag(transfer, "each number of blocks")
+    _add_which_flag(transfer)
+    _add_config_flags(transfer, ablation_config(), skip=("transfer_layers",))
+    transfer.set_defaults(run=_transfer)
+
+
+def _transfer(args):
+    from .jobs.transfer import TransferPlan, run_transfer
+    from .training.task_objective import FinetuneConfig
+
+    fcfg = _config_from_args(FinetuneConfig, args, transfer_layers=None)
+    layers = tuple(args.layers) if args.layers else None
+    run_transfer(_experiment_plan(TransferPlan, args, fcfg, layers=layers))
+    return 0
+
+
+def _add_zero_shot_command(sub):
+    zero = _add_command(
+        sub, "zero-shot", "Figure 2 right: the language model alone on the tasks, through "
+        "pre-training",
+        ("every snapshot a run kept (pretrain --keep-every N), its last checkpoint and step 0",
+         "--checkpoint runs/tiny --out runs/zero-shot"),
+        ("a quick look: 100 test examples of each task",
+         "--checkpoint runs/tiny --out runs/zero-shot-quick --max-examples 100"))
+    _add_experiment_flags(zero, "runs/zero-shot",
+                          "a pre-training run folder: its kept snapshots and last checkpoint "
+                          "are scored")
+    zero.add_argument("--split", choices=["train", "validation", "test"], default="test",
+                      help="the split of each task to score")
+    zero.add_argument("--max-examples", type=POSITIVE_INT, metavar="N",
+                      help="score the first N examples of each task (default: all)")
+    zero.add_argument("--no-step-zero", action="store_true",
+                      help="leave out step 0, a fresh model with the run's config and seed")
+    zero.add_argument("--seed", type=SEED, default=0,
+                      help="seeds how the tasks are cut: an ablation's --seed gives its test "
+                           "sets")
+    zero.set_defaults(run=_zero_shot)
+
+
+def _zero_shot(args):
+    from .jobs.zero_shot import ZeroShotPlan, run_zero_shot
+
+    run_zero_shot(ZeroShotPlan(
+        checkpoint=args.checkpoint, out_dir=args.out, text_dir=args.data, tasks=_tasks(args),
+        split=args.split, max_examples=args.max_examples, step_zero=not args.no_step_zero,
+        seed=args.seed, force=args.force, device=args.device))
     return 0
 
 

@@ -139,12 +139,41 @@ def test_a_finetuning_run_recorded_with_last_resumes_without_which(run_dir, tmp_
     assert main(["finetune", "--checkpoint", str(run_dir), "--task", "genre", "--out", str(out),
                  "--which", "last", "--epochs", "1", *small]) == 0
     assert json.loads((out / "run.json").read_text())["which"] == "last"
+    capsys.readouterr()
     assert main(["finetune", "--out", str(out), "--resume", "--epochs", "2"]) == 0
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 4  # 16 examples, 8 a step, 2 epochs: the run went on as recorded
-    capsys.readouterr()
+    metrics = json.loads((out / "results.json").read_text())["metrics"]
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"done: 4 updates; validation accuracy {metrics['validation']['accuracy']:.4f}; "
+        f"test accuracy {metrics['test']['accuracy']:.4f}; run folder {out}")
     typed = ["finetune", "--out", str(out), "--resume", "--epochs", "3", "--which", "best"]
     assert "--which best (the run's: last)" in error_of(typed, capsys, status=2)
+    typed = ["finetune", "--out", str(out), "--resume", "--n-validation", "100"]
+    assert "--n-validation 100 (the run's: 374)" in error_of(typed, capsys, status=2)
+
+
+def test_finetune_passes_n_validation_and_prints_every_metric(monkeypatch, tmp_path, capsys):
+    """--n-validation reaches the plan (374, GPT-1's, without it); the last line holds every
+    metric of every split, the task's first (MRPC: F1, then accuracy)."""
+    from minigpt1.jobs import finetune as job
+
+    plans = []
+
+    def finished(plan, world):
+        plans.append(plan)
+        return {"steps": 7, "metrics": {"validation": {"f1": 0.81234, "accuracy": 0.74},
+                                        "test": {"f1": 0.80006, "accuracy": 0.729}}}
+
+    monkeypatch.setattr(job, "run_finetuning", finished)
+    for task, more in (("rocstories", []), ("rocstories", ["--n-validation", "100"]),
+                       ("mrpc", [])):
+        assert main(["finetune", "--checkpoint", "run", "--task", task, "--data", "files",
+                     "--out", str(tmp_path / task), *more]) == 0
+    assert [plan.n_validation for plan in plans] == [374, 100, 374]
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "done: 7 updates; validation f1 0.8123, accuracy 0.7400; test f1 0.8001, accuracy "
+        f"0.7290; run folder {tmp_path / 'mrpc'}")
 
 
 # --- one vocabulary: --help, examples, old spellings, the program's name, docs/cli.md ---
@@ -262,12 +291,25 @@ def test_usage_and_examples_name_the_command_as_it_was_called(monkeypatch, capsy
     assert f"(see {prog} estimate --help)" in error_of(odd_heads, capsys, status=2)
 
 
-def test_generate_export_and_finetune_read_the_same_checkpoint_by_default():
-    parse = build_parser().parse_args
-    generate = parse(["generate", "--checkpoint", "run"])
-    export = parse(["export", "--checkpoint", "run", "--out", "hf"])
-    finetune = parse(["finetune", "--checkpoint", "run", "--task", "genre", "--out", "ft"])
-    assert generate.which == export.which == finetune.fresh_defaults["which"] == "best"
+READERS = {  # each command that reads a checkpoint of a run folder, in a valid line
+    "generate": ["--checkpoint", "run"], "export": ["--checkpoint", "run", "--out", "hf"],
+    "evaluate": ["--checkpoint", "run"], "ablation": ["--checkpoint", "run"],
+    "transfer": ["--checkpoint", "run"],
+    "finetune": ["--checkpoint", "run", "--task", "genre", "--out", "ft"],
+}
+
+
+def test_every_command_that_reads_a_run_reads_the_same_checkpoint_by_default():
+    for command, rest in READERS.items():
+        args = build_parser().parse_args([command, *rest])
+        which = args.fresh_defaults["which"] if command == "finetune" else args.which
+        assert which == "best", command
+
+
+@pytest.mark.parametrize("command", READERS)
+@pytest.mark.parametrize("which", ["best", "last", "step-0000500", "step-0000000"])
+def test_which_names_best_last_or_a_kept_snapshot(command, which):
+    assert build_parser().parse_args([command, *READERS[command], "--which", which]).which == which
 
 
 CLI_DOC = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
@@ -283,3 +325,31 @@ def test_docs_cli_md_has_a_section_for_each_command_with_its_flags(path):
         if action.help != argparse.SUPPRESS and not shared:
             assert f"`{action.option_strings[0]}" in section, (heading, action.option_strings)
     assert f"    minigpt1 {' '.join(path)}" in section  # an example
+
+
+def test_the_experiment_commands_build_their_plans_from_the_flags(monkeypatch):
+    """Every flag reaches its plan's field; --tasks in the jobs' order, each once (the same
+    tasks make the same experiment, whatever order they are typed in)."""
+    from minigpt1.jobs import ablation, transfer, zero_shot
+
+    plans = []
+    for job, name in ((ablation, "run_ablation"), (transfer, "run_transfer"),
+                      (zero_shot, "run_zero_shot")):
+        monkeypatch.setattr(job, name, plans.append)
+    shared = ["--checkpoint", "run", "--data", "texts", "--out", "x", "--force",
+              "--tasks", "next-line", "genre", "genre"]
+    grid = [*shared, "--seeds", "2", "--which", "step-0000500", "--epochs", "1", "--seed", "4"]
+    assert main(["ablation", *grid]) == 0
+    assert main(["transfer", *grid, "--layers", "2", "0", "--lm-coef", "0"]) == 0
+    assert main(["zero-shot", *shared, "--split", "validation", "--max-examples", "5",
+                 "--no-step-zero", "--seed", "4"]) == 0
+    fields = dict(checkpoint="run", out_dir="x", text_dir="texts", tasks=("genre", "next-line"),
+                  force=True, device="cpu")
+    grid_fields = dict(fields, seeds=2, which="step-0000500")
+    assert plans == [
+        ablation.AblationPlan(**grid_fields, finetune=ablation.ablation_config(epochs=1, seed=4)),
+        transfer.TransferPlan(**grid_fields, layers=(2, 0), finetune=ablation.ablation_config(
+            epochs=1, seed=4, lm_coef=0.0)),
+        zero_shot.ZeroShotPlan(**fields, split="validation", max_examples=5, step_zero=False,
+                               seed=4),
+    ]

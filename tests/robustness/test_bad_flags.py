@@ -6,9 +6,9 @@ read or written: no traceback, no "unexpected ... (a bug)", no folder. Each case
 empty folder of its own, its paths inside it; the folder must stay empty. None of the paths
 exists, so a flag that slipped through would end in another status or message, not pass.
 
-The table holds 210 bad command lines: demo 23, prepare 4, pretrain 70, finetune 46,
-ablation 16, generate 21, export 4, estimate 10, bpe train 11, bpe encode 1, bpe decode 3,
-bpe show 1.
+The table holds 301 bad command lines: demo 23, prepare 4, pretrain 70, finetune 55,
+ablation 29, transfer 34, zero-shot 19, generate 25, export 7, evaluate 9, estimate 10,
+bpe train 11, bpe encode 1, bpe decode 3, bpe show 1.
 """
 
 import argparse
@@ -35,8 +35,11 @@ BASE = {
     "finetune": ["finetune", "--checkpoint", "ckpt", "--task", "genre", "--data", "texts",
                  "--out", "run"],
     "ablation": ["ablation", "--checkpoint", "ckpt", "--data", "texts", "--out", "run"],
+    "transfer": ["transfer", "--checkpoint", "ckpt", "--data", "texts", "--out", "run"],
+    "zero-shot": ["zero-shot", "--checkpoint", "ckpt", "--data", "texts", "--out", "run"],
     "generate": ["generate", "--checkpoint", "ckpt"],
     "export": ["export", "--checkpoint", "ckpt", "--out", "run"],
+    "evaluate": ["evaluate", "--checkpoint", "ckpt", "--text-dir", "texts"],
     "estimate": ["estimate", "--no-measure"],
     "bpe train": ["bpe", "train", "--input", "texts", "--vocab-size", "300", "--out", "tok"],
 }
@@ -49,6 +52,8 @@ FINITE = ["nan", "inf", "-0.5", "abc"]  # a finite number >= 0
 POSITIVE_FLOAT = ["0", "nan", "inf", "-1"]
 RATE = ["1", "-0.1", "nan"]  # in [0, 1)
 PATH = [""]
+WHICH = ["middle", "", "step-1", "step-00000001", "last/"]  # best | last | step-NNNNNNN
+TASKS = ["nope", "", "sst2"]  # the Shakespeare tasks only
 
 FLAGS = {  # command: {flag: bad values}
     "demo": {"--text-dir": PATH, "--preset": ["huge", ""], "--vocab-size": [*POSITIVE, "255"],
@@ -67,24 +72,38 @@ FLAGS = {  # command: {flag: bad values}
                  "--eval-windows": ["0", "-3"], "--log-every": ["0", "abc"],
                  "--minutes": ["inf", "nan", "0", "-5", "1e999"]},
     "finetune": {"--checkpoint": PATH, "--task": ["nope", ""], "--data": PATH, "--out": PATH,
-                 "--which": ["middle"], "--device": ["tpu"], "--dist-timeout": ["inf", "0"],
+                 "--which": WHICH, "--device": ["tpu"], "--dist-timeout": ["inf", "0"],
                  "--epochs": ["0", "-1", "abc"], "--batch-size": ["0", "-4"],
                  "--micro-batch-size": ["0", "-1"], "--lr": FINITE, "--warmup": RATE,
                  "--weight-decay": ["nan", "-1"], "--grad-clip": ["0", "inf"],
                  "--lm-coef": FINITE, "--clf-pdrop": RATE, "--transfer-layers": ["-2", "abc"],
                  "--max-train-examples": ["0", "-1"], "--eval-every": ["-1", "abc"],
-                 "--log-every": ["0"], "--seed": SEED},
-    "ablation": {"--checkpoint": PATH, "--data": PATH, "--out": PATH,
+                 "--log-every": ["0"], "--seed": SEED, "--n-validation": ["0", "-1", "abc"]},
+    "ablation": {"--checkpoint": PATH, "--data": PATH, "--out": PATH, "--tasks": TASKS,
+                 "--device": ["tpu"], "--seeds": ["0", "-1", "abc"], "--which": WHICH,
                  "--epochs": ["0", "abc"], "--lr": ["nan", "-1"], "--warmup": ["1"],
                  "--clf-pdrop": ["1.5"], "--grad-clip": ["0"], "--max-train-examples": ["0"],
                  "--eval-every": ["-1"], "--seed": ["-1"], "--micro-batch-size": ["0"],
                  "--transfer-layers": ["0"], "--lm-coef": ["0"]},  # ablation sets these two
+    "transfer": {"--checkpoint": PATH, "--data": PATH, "--out": PATH, "--tasks": TASKS,
+                 "--device": ["tpu"], "--layers": ["-2", "abc", "1.5", ""],
+                 "--seeds": ["0", "abc"], "--which": WHICH, "--epochs": ["0"],
+                 "--batch-size": ["0"], "--micro-batch-size": ["0"], "--lr": ["nan"],
+                 "--warmup": ["1"], "--weight-decay": ["-1"], "--grad-clip": ["0"],
+                 "--lm-coef": ["-1", "inf"], "--clf-pdrop": ["1"],
+                 "--max-train-examples": ["0"], "--eval-every": ["-1"], "--log-every": ["0"],
+                 "--seed": ["-1"], "--transfer-layers": ["0"]},  # --layers sets it
+    "zero-shot": {"--checkpoint": PATH, "--data": PATH, "--out": PATH, "--tasks": TASKS,
+                  "--device": ["tpu"], "--split": ["dev", ""], "--max-examples": POSITIVE,
+                  "--seed": SEED, "--which": ["best"]},  # it scores every checkpoint
     "generate": {"--checkpoint": PATH, "--prompt": [""],
                  "--max-new-tokens": ["-1", "abc", "100001", "10000000000"],
                  "--temperature": ["-1", "nan", "inf", "1e-5", "1e-320", "1001"],
                  "--top-k": ["0", "-1", "abc"], "--top-p": ["0", "2", "nan"],
-                 "--seed": ["-1", "4294967296"], "--which": ["middle"]},
-    "export": {"--checkpoint": PATH, "--out": PATH, "--which": ["middle", ""]},
+                 "--seed": ["-1", "4294967296"], "--which": WHICH},
+    "export": {"--checkpoint": PATH, "--out": PATH, "--which": WHICH},
+    "evaluate": {"--checkpoint": PATH, "--which": WHICH, "--text-dir": PATH,
+                 "--batch-size": ["0", "abc"]},
     "estimate": {"--preset": ["huge"], "--batch-size": ["0", "-1", "abc", "1000000001"],
                  "--n-ctx": ["0", "-5", "abc", "1.5", "1"]},
     "bpe train": {"--input": PATH, "--vocab-size": ["0", "-1", "abc", "1000000001"],
@@ -114,6 +133,12 @@ OTHER_CASES = [
     ("pretrain", [*BASE["pretrain"], "--resume", "--force"], "--force"),
     ("finetune", [*BASE["finetune"], "--resume", "--force"], "--force"),
     ("finetune", [*BASE["finetune"], "--task", "sst2", "--data="], "--data"),
+    ("finetune", [*BASE["finetune"], "--n-validation", "100"], "--n-validation"),  # genre
+    ("finetune", [*BASE["finetune"], "--task", "sst2", "--n-validation", "374"],
+     "--n-validation"),
+    ("ablation", [*BASE["ablation"], "--tasks"], "--tasks"),
+    ("transfer", [*BASE["transfer"], "--layers"], "--layers"),
+    ("zero-shot", ["zero-shot", "--out", "run"], "--checkpoint"),
     ("bpe train", [*BASE["bpe train"], "--bpe-mode", "bytes", "--vocab-size", "257",
                    "--special-tokens", "_start_", "_end_"], "--vocab-size"),
     ("bpe train", [*BASE["bpe train"], "--input", "texts", ""], "--input"),

@@ -249,8 +249,8 @@ CASES = [
                                                "--data", p.sample, "--out", p.out], RUNTIME,
      "neither a run folder"),
     ("ablation-truncated-npz", lambda p: ["ablation", "--checkpoint", p.truncated_run,
-                                          "--data", p.sample, "--out", p.out], RUNTIME,
-     "params.npz"),
+                                          "--data", p.sample, "--out", p.out, "--which",
+                                          "last"], RUNTIME, "params.npz"),
     ("ablation-out-holds-an-ablation", lambda p: ["ablation", "--checkpoint", p.run, "--out",
                                                   p.ablation], RUNTIME,
      "already holds an ablation"),
@@ -259,6 +259,48 @@ CASES = [
      "argument --epochs: must be a positive integer"),
     ("ablation-lr-abc", lambda p: ["ablation", "--checkpoint", p.run, "--lr", "abc"], USAGE,
      "argument --lr: invalid float value: 'abc'"),
+    ("ablation-which-middle", lambda p: ["ablation", "--checkpoint", p.run, "--out", p.out,
+                                         "--which", "middle"], USAGE,
+     "argument --which: must be best, last or a kept snapshot such as step-0000500, got middle"),
+    ("ablation-snapshot-not-kept", lambda p: ["ablation", "--checkpoint", p.run, "--data",
+                                              p.sample, "--out", p.out, "--which",
+                                              "step-0000007"], RUNTIME,
+     "has no 'step-0000007' checkpoint"),
+    ("ablation-unknown-task", lambda p: ["ablation", "--checkpoint", p.run, "--tasks", "sst2"],
+     USAGE, "argument --tasks: invalid choice: 'sst2'"),
+    ("ablation-seeds-zero", lambda p: ["ablation", "--checkpoint", p.run, "--seeds", "0"],
+     USAGE, "argument --seeds: must be a positive integer"),
+    # transfer (given --data and --which last, as the ablation)
+    ("transfer-missing-checkpoint", lambda p: ["transfer", "--checkpoint", p.missing, "--data",
+                                               p.sample, "--out", p.out], RUNTIME,
+     "neither a run folder"),
+    ("transfer-layers-above-n-layer", lambda p: ["transfer", "--checkpoint", p.run, "--data",
+                                                 p.sample, "--out", p.out, "--which", "last",
+                                                 "--layers", "0", "3"], RUNTIME,
+     "layers to transfer must lie in -1..1 (-1: nothing, 0: the embeddings alone, 1: the "
+     "whole pre-trained body), got [0, 3]"),
+    ("transfer-out-holds-an-ablation", lambda p: ["transfer", "--checkpoint", p.run, "--data",
+                                                  p.sample, "--out", p.ablation, "--which",
+                                                  "last"], RUNTIME,
+     "already holds a transfer or other files, but no settings.json"),
+    ("transfer-layers-below-minus-one", lambda p: ["transfer", "--checkpoint", p.run,
+                                                   "--layers", "-2"], USAGE,
+     "argument --layers: must be an integer >= -1"),
+    # zero-shot
+    ("zero-shot-not-a-run-folder", lambda p: ["zero-shot", "--checkpoint", p.model, "--data",
+                                              p.sample, "--out", p.out], RUNTIME,
+     "holds no checkpoints/: zero-shot scores the checkpoints of a pre-training run folder"),
+    ("zero-shot-missing-checkpoint", lambda p: ["zero-shot", "--checkpoint", p.missing,
+                                                "--data", p.sample, "--out", p.out], RUNTIME,
+     "holds no checkpoints/"),
+    ("zero-shot-out-holds-an-ablation", lambda p: ["zero-shot", "--checkpoint", p.run, "--data",
+                                                   p.sample, "--out", p.ablation], RUNTIME,
+     "already holds a zero-shot or other files, but no settings.json"),
+    ("zero-shot-missing-texts", lambda p: ["zero-shot", "--checkpoint", p.run, "--data",
+                                           p.missing, "--out", p.out], RUNTIME,
+     "text folder not found"),
+    ("zero-shot-which", lambda p: ["zero-shot", "--checkpoint", p.run, "--which", "last"],
+     USAGE, "unrecognized arguments: --which"),
     # generate
     ("generate-missing-checkpoint", lambda p: ["generate", "--checkpoint", p.missing], RUNTIME,
      "neither a run folder"),
@@ -295,9 +337,17 @@ CASES = [
     ("export-out-holds-a-model", lambda p: ["export", "--checkpoint", p.run, "--out",
                                             p.exported], RUNTIME, "already holds a model"),
     ("export-which-middle", lambda p: ["export", "--checkpoint", p.run, "--out", p.out,
-                                       "--which", "middle"], USAGE, "invalid choice: 'middle'"),
+                                       "--which", "middle"], USAGE,
+     "argument --which: must be best, last or a kept snapshot such as step-0000500, got middle"),
     ("export-no-out", lambda p: ["export", "--checkpoint", p.run], USAGE,
      "the following arguments are required: --out"),
+    # evaluate
+    ("evaluate-missing-checkpoint", lambda p: ["evaluate", "--checkpoint", p.missing,
+                                               "--text-dir", p.sample], RUNTIME,
+     "neither a run folder"),
+    ("evaluate-snapshot-not-kept", lambda p: ["evaluate", "--checkpoint", p.run, "--text-dir",
+                                              p.sample, "--which", "step-0000001"], RUNTIME,
+     "has no 'step-0000001' checkpoint"),
     # estimate (reads no file)
     ("estimate-batch-size-zero", lambda p: ["estimate", "--batch-size", "0"], USAGE,
      "--batch-size: must be a positive integer up to 1,000,000,000, got 0"),
@@ -387,8 +437,9 @@ def test_bad_input_gives_status_and_one_paragraph(p, capsys, case):
 
 def test_the_table_covers_every_command():
     commands = {case[0].split("-")[0] for case in CASES}
-    assert {"demo", "prepare", "pretrain", "finetune", "ablation", "generate", "export",
-            "estimate", "bpe"} <= commands
+    assert {"demo", "prepare", "pretrain", "finetune", "ablation", "transfer", "generate",
+            "export", "evaluate", "estimate", "bpe"} <= commands
+    assert any(case[0].startswith("zero-shot-") for case in CASES)
     for bpe_command in ("train", "encode", "decode", "show"):
         assert any(case[0].startswith(f"bpe-{bpe_command}-") for case in CASES)
 
