@@ -896,7 +896,8 @@ def _export(args):
     from .jobs.run_folder import export_run
 
     out = export_run(args.checkpoint, args.out, args.which, args.force)
-    print(f"wrote {out}/ (config.json, model.safetensors, vocab.json, merges.txt)")
+    print(f"wrote {out}/ (config.json, model.safetensors, vocab.json, merges.txt, "
+          "tokenizer_config.json)")
     return 0
 
 
