@@ -46,6 +46,21 @@ def require(module_name):
         pytest.skip(f"{module_name} not installed (pip install -r requirements-dev.txt)")
 
 
+def sample_model_folder(folder, vocab_size, **shape):
+    """An untrained GPT (weights from seed 0) of this shape and a bytes BPE of the sample
+    corpus's training text, saved as a model folder: what fine-tuning jobs start from."""
+    from minigpt1 import GPT, GPTConfig
+    from minigpt1.corpus.text_folders import load_text_dir, split_documents
+    from minigpt1.tokenizer.bpe import BPETokenizer
+
+    train, _ = split_documents(load_text_dir(SAMPLE_DIR))
+    tokenizer = BPETokenizer.train(train, vocab_size=vocab_size, mode="bytes", progress=False)
+    GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_ctx=128, **shape), seed=0).save_pretrained(
+        folder)
+    tokenizer.save(folder)
+    return folder
+
+
 def xp_for(device):
     return backend.module_for(device)
 

@@ -7,24 +7,18 @@ import math
 import numpy as np
 import pytest
 
-from minigpt1 import GPT, GPTConfig
-from minigpt1.corpus.text_folders import SAMPLE_DIR, load_text_dir, split_documents
+from minigpt1.corpus.text_folders import SAMPLE_DIR
 from minigpt1.finetuning.statistics import Summary, summarize
 from minigpt1.jobs import ablation
 from minigpt1.jobs.ablation import VARIANTS, AblationPlan, ablation_config, markdown_table
-from minigpt1.tokenizer.bpe import BPETokenizer
+from tests.conftest import sample_model_folder
 
 
 @pytest.fixture(scope="module")
 def sample_model(tmp_path_factory):
     """An untrained small GPT with a tokenizer of the sample corpus, as a model folder."""
-    folder = tmp_path_factory.mktemp("model")
-    train, _ = split_documents(load_text_dir(SAMPLE_DIR))
-    tokenizer = BPETokenizer.train(train, vocab_size=320, mode="bytes", progress=False)
-    cfg = GPTConfig(vocab_size=tokenizer.vocab_size, n_ctx=128, n_embd=32, n_layer=1, n_head=2)
-    GPT(cfg, seed=0).save_pretrained(folder)
-    tokenizer.save(folder)
-    return folder
+    return sample_model_folder(tmp_path_factory.mktemp("model"), 320, n_embd=32, n_layer=1,
+                               n_head=2)
 
 
 def quick_plan(model, out, **changes):

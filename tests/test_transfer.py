@@ -6,14 +6,14 @@ import json
 import numpy as np
 import pytest
 
-from minigpt1 import GPT, GPTConfig
-from minigpt1.corpus.text_folders import SAMPLE_DIR, load_text_dir, split_documents
+from minigpt1 import GPT
+from minigpt1.corpus.text_folders import SAMPLE_DIR
 from minigpt1.finetuning.shakespeare_tasks import SHAKESPEARE_TASKS
 from minigpt1.jobs import ablation
 from minigpt1.jobs.finetune import new_task_model
 from minigpt1.jobs.transfer import TransferPlan, run_transfer, transfer_variants
-from minigpt1.tokenizer.bpe import BPETokenizer
 from minigpt1.training.task_objective import FinetuneConfig
+from tests.conftest import sample_model_folder
 
 SEED = 7
 
@@ -21,13 +21,8 @@ SEED = 7
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """A 2-block GPT (weights from seed 0) and the sample corpus's tokenizer, as a folder."""
-    folder = tmp_path_factory.mktemp("model")
-    train, _ = split_documents(load_text_dir(SAMPLE_DIR))
-    tokenizer = BPETokenizer.train(train, vocab_size=300, mode="bytes", progress=False)
-    cfg = GPTConfig(vocab_size=tokenizer.vocab_size, n_ctx=128, n_embd=16, n_layer=2, n_head=2)
-    GPT(cfg, seed=0).save_pretrained(folder)
-    tokenizer.save(folder)
-    return folder
+    return sample_model_folder(tmp_path_factory.mktemp("model"), 300, n_embd=16, n_layer=2,
+                               n_head=2)
 
 
 def start_of_run(folder, n_blocks):

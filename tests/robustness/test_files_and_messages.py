@@ -178,7 +178,7 @@ def test_a_full_disk_names_the_file_and_the_fix(tmp_path, monkeypatch, site):
     write, name = site(tmp_path, monkeypatch)
     with pytest.raises(OSError) as caught:
         write()
-    status, message = _error_message(caught.value, None)
+    status, message = _error_message(caught.value, None, "minigpt1")
     assert status == 1 and caught.value.errno == errno.ENOSPC
     assert name in message and "free some" in message, message
     assert "\n" not in message
@@ -245,7 +245,7 @@ def test_a_path_in_the_way_names_itself_and_the_fix(tmp_path, model_dir, capsys,
                                   errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP])
 def test_every_file_system_error_of_a_path_gets_advice(code):
     err = OSError(code, os.strerror(code), "some/path")
-    status, message = _error_message(err, None)
+    status, message = _error_message(err, None, "minigpt1")
     assert status == 1 and message.startswith(f"error: some/path: {os.strerror(code)}; ")
 
 
