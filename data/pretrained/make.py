@@ -46,6 +46,8 @@ def main():
                         help="ship the run folder as it is (it must have finished)")
     parser.add_argument("--wall-minutes", type=float,
                         help="the training's wall time, when it ran outside this script")
+    parser.add_argument("--wall-note", default="",
+                        help="what the card should say about that time (e.g. a shared machine)")
     args = parser.parse_args()
     os.chdir(ROOT)
     minutes = args.wall_minutes
@@ -57,13 +59,13 @@ def main():
     out = Path("data") / "pretrained" / NAME
     export_run(RUN, out, which="best", force=True)
     score = evaluate_checkpoint(out, TEXT_DIR)
-    card = card_facts(out, score, minutes)
+    card = card_facts(out, score, minutes, args.wall_note)
     (out / "card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     (out / "README.md").write_text(model_card(card), encoding="utf-8")
     print(f"{out}: {score.bits_per_char:.3f} bits per character on the held-out split")
 
 
-def card_facts(out, score, minutes):
+def card_facts(out, score, minutes, wall_note=""):
     run = json.loads((RUN / "run.json").read_text(encoding="utf-8"))
     index = json.loads((RUN / "checkpoints" / "index.json").read_text(encoding="utf-8"))
     model, tokenizer = load_model(out)
@@ -75,6 +77,7 @@ def card_facts(out, score, minutes):
         "config": run["config"],
         "train": run["train"],
         "wall_minutes": None if minutes is None else round(minutes, 1),
+        "wall_note": wall_note,
         "machine": machine(),
         "texts_sha256": hashlib.sha256(json.dumps(run["texts"], sort_keys=True)
                                        .encode()).hexdigest(),
@@ -111,11 +114,12 @@ def model_card(card):
     cfg, score = card["config"], card["held_out"]
     return f"""# {NAME}: a GPT-1 pre-trained on Shakespeare
 
-A {cfg['n_layer']}-layer, {cfg['n_embd']}-wide GPT-1 ({cfg['n_head']} heads, {cfg['n_ctx']}
-positions, a {cfg['vocab_size']:,}-token byte-level BPE) pre-trained with L1 on the training
-split of Shakespeare's complete works (the first 90% of every work), by this project's own
-`pretrain` command. A HuggingFace openai-gpt folder: `minigpt1.from_pretrained("{NAME}'s
-folder")`, `--checkpoint data/pretrained/{NAME}`, or transformers' `AutoModelForCausalLM`.
+A {cfg['n_layer']}-layer, {cfg['n_embd']}-wide GPT-1 ({cfg['n_head']} heads, {cfg['n_ctx']} \
+positions, a {cfg['vocab_size']:,}-token byte-level BPE) pre-trained with L1 on the training \
+split of Shakespeare's complete works (the first 90% of every work), by this project's own \
+`pretrain` command. It is a HuggingFace openai-gpt folder. Load it with \
+`minigpt1.from_pretrained("data/pretrained/{NAME}")`, with `--checkpoint \
+data/pretrained/{NAME}` on the command line, or with transformers' `AutoModelForCausalLM`.
 
 | | |
 |---|---|
@@ -123,7 +127,7 @@ folder")`, `--checkpoint data/pretrained/{NAME}`, or transformers' `AutoModelFor
 | command | `{card['command']}` |
 | seed | {card['seed']} |
 | checkpoint | {card['checkpoint']} (the lowest validation loss) |
-| wall time | {card['wall_minutes']} minutes |
+| wall time | {card['wall_minutes']} minutes{card['wall_note'] and '; ' + card['wall_note']} |
 | machine | {card['machine']} |
 | texts (sha256 of run.json's digests) | `{card['texts_sha256']}` |
 | tokenizer fingerprint | `{card['tokenizer_fingerprint']}` |
