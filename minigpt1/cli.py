@@ -547,9 +547,11 @@ def _add_config_flags(command, defaults, skip=()):
     types = CONFIG_FLAG_TYPES[type(defaults).__name__]
     for f in fields(defaults):
         if f.name not in skip:
-            default = getattr(defaults, f.name)
+            default, what = getattr(defaults, f.name), f.metadata["help"]
+            if default != f.default:  # the help's "(default: ...)" is the field's, not this one
+                what = re.sub(r" \(default: [^)]*\)$", "", what)
             command.add_argument(f"--{f.name.replace('_', '-')}", type=types[f.name],
-                                 default=default, help=f.metadata["help"])
+                                 default=default, help=what)
 
 
 def _config_from_args(config_class, args, **fixed):
@@ -608,7 +610,7 @@ def _add_finetune_command(sub):
     _add_checkpoint_flag(finetune, required=False,
                          what="the pre-training run folder, or a HuggingFace openai-gpt folder")
     finetune.add_argument("--task", type=_task, metavar="NAME",
-                          help="genre | continuation | same-work | next-line (from Shakespeare); "
+                          help="genre | word-order | same-work | next-line (from Shakespeare); "
                                "sst2 | cola | mrpc | qqp | stsb | mnli | qnli | rte | snli | "
                                "rocstories | race (from --data)")
     finetune.add_argument("--data", metavar="DIR", type=PATH,
@@ -649,8 +651,11 @@ def _n_validation_is_for_rocstories(args):
     return None
 
 
-def _add_checkpoint_flag(command, what, required=True):
-    command.add_argument("--checkpoint", required=required, metavar="RUN", type=PATH, help=what)
+def _add_checkpoint_flag(command, what, required=True, default=None):
+    if default is not None:
+        required, what = False, f"{what}; by default the model the project ships"
+    command.add_argument("--checkpoint", required=required, default=default, metavar="RUN",
+                         type=PATH, help=what)
 
 
 def _add_which_flag(command):
@@ -712,12 +717,12 @@ def _resumed_finetune_plan(args):
                    extend=True, device=args.device)
 
 
-def _add_experiment_flags(command, out_default, what_checkpoint):
+def _add_experiment_flags(command, out_default, what_checkpoint, default_checkpoint=None):
     """What ablation, transfer and zero-shot share: the run they read, the texts, where the
     experiment lives (the same command again continues it there), its tasks and device."""
     from .jobs.ablation import TASKS
 
-    _add_checkpoint_flag(command, what=what_checkpoint)
+    _add_checkpoint_flag(command, what=what_checkpoint, default=default_checkpoint)
     command.add_argument("--data", metavar="DIR", type=PATH,
                          help="a folder of .txt files for the Shakespeare tasks (default: the "
                               "corpus the checkpoint was pre-trained on)")
@@ -752,6 +757,8 @@ def _experiment_plan(plan_class, args, fcfg, **fields):
                       which=args.which, device=args.device, **fields)
 
 
+# the pre-trained model in the project's checkout (README, "The shipped model")
+SHIPPED_MODEL = "data/pretrained/shakespeare-6x256"
 PRETRAINED = "a pre-training run folder (e.g. the demo's), or a HuggingFace openai-gpt folder"
 
 
@@ -760,12 +767,12 @@ def _add_ablation_command(sub):
 
     ablation = _add_command(
         sub, "ablation", "Table 5 at small scale: with/without pre-training and the LM loss",
-        ("the four Shakespeare tasks, fine-tuned three ways, 3 seeds each, from a pre-training "
-         "run", "--checkpoint runs/tiny --out runs/ablation"),
-        ("a quick pass: one epoch on 48 examples of one task, 2 seeds",
+        ("the four Shakespeare tasks, fine-tuned three ways, 3 seeds each, from the shipped "
+         "model: the README's Table 5 (about 50 minutes on 2 cores)", ""),
+        ("a quick pass from your own pre-training run: one epoch on 48 examples of one task",
          "--checkpoint runs/tiny --out runs/ablation-quick --tasks genre --seeds 2 --epochs 1 "
          "--max-train-examples 48"))
-    _add_experiment_flags(ablation, "runs/ablation", PRETRAINED)
+    _add_experiment_flags(ablation, "runs/ablation", PRETRAINED, SHIPPED_MODEL)
     _add_seeds_flag(ablation, "each variant")
     _add_which_flag(ablation)
     _add_config_flags(ablation, ablation_config(), skip=("transfer_layers", "lm_coef"))
@@ -787,11 +794,11 @@ def _add_transfer_command(sub):
 
     transfer = _add_command(
         sub, "transfer", "Figure 2 left: accuracy against the pre-trained blocks transferred",
-        ("0, 1, ..., n_layer blocks on the four Shakespeare tasks, 3 seeds each",
-         "--checkpoint runs/tiny --out runs/transfer"),
-        ("the embeddings alone against the whole body, on next-line",
+        ("0, 1, ..., 6 blocks of the shipped model on two tasks, 3 seeds each: the README's "
+         "Figure 2 left", "--tasks word-order genre"),
+        ("the embeddings alone against the whole body of your own run, on next-line",
          "--checkpoint runs/tiny --out runs/transfer-ends --layers 0 4 --tasks next-line"))
-    _add_experiment_flags(transfer, "runs/transfer", PRETRAINED)
+    _add_experiment_flags(transfer, "runs/transfer", PRETRAINED, SHIPPED_MODEL)
     transfer.add_argument("--layers", nargs="+", type=LAYERS, metavar="N",
                           help="numbers of pre-trained blocks to transfer, the others start "
                                "afresh (0: the embeddings alone, -1: nothing) (default: 0 1 "

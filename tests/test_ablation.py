@@ -109,12 +109,12 @@ def table_of(scores):
     """A markdown table from {variant: {task: [score per seed]}} on the four tasks."""
     found = ablation.summaries({v: {t: dict(enumerate(s)) for t, s in by_task.items()}
                                 for v, by_task in scores.items()})
-    sizes = {"genre": 798, "continuation": 800, "same-work": 800, "next-line": 800}
+    sizes = {"genre": 798, "word-order": 800, "same-work": 800, "next-line": 800}
     return markdown_table(found, {t: 0.3 for t in sizes}, ablation.TASKS, sizes)
 
 
 def test_markdown_table_on_hand_made_numbers():
-    tasks = ("genre", "continuation", "same-work", "next-line")
+    tasks = ("genre", "word-order", "same-work", "next-line")
     scores = {
         "pre-training + L3": dict(zip(tasks, ([0.66, 0.67, 0.68], [0.52, 0.50, 0.54],
                                               [0.50, 0.52, 0.51], [0.33, 0.31, 0.32]),
@@ -131,12 +131,12 @@ def test_markdown_table_on_hand_made_numbers():
     assert "| no pre-training + L3 | 34.0 ± 2.5 | 50.0 ± 2.5 |" in table
     assert "\n| chance | 33.3 | 50.0 | 50.0 | 25.0 | 39.6 | |\n" in table
     assert "| zero-shot (the pre-trained LM alone) | 30.0 | 30.0 | 30.0 | 30.0 | 30.0 | |" in table
-    # genre: +33.0 with se = sqrt(1^2/3 + 1^2/3) = 0.82 points: resolved; continuation: +2.0
+    # genre: +33.0 with se = sqrt(1^2/3 + 1^2/3) = 0.82 points: resolved; word-order: +2.0
     # with se = sqrt(2^2/3 + 1^2/3) = 1.29: not resolved; same-work: +0.0, not resolved
     assert ("| pre-training + L3 − no pre-training + L3 | +33.0 (2 SE = 1.6): resolved "
             "| +2.0 (2 SE = 2.6): not resolved | +0.0 (2 SE = 1.6): not resolved "
             "| +7.0 (2 SE = 1.6): resolved | +10.5 (2 SE = 0.8): resolved |") in table
-    assert "Test examples: genre 798, continuation 800, same-work 800, next-line 800" in table
+    assert "Test examples: genre 798, word-order 800, same-work 800, next-line 800" in table
     assert "1.8 points (one standard error) for an accuracy near 50% on 798 examples" in table
 
 

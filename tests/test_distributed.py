@@ -238,7 +238,7 @@ def test_a_wall_clock_budget_gives_every_rank_the_same_plan(mpiexec, corpus, tmp
 def test_finetune_on_two_ranks_updates_as_one_process_does(mpiexec, corpus, tmp_path):
     texts, _ = corpus
     pretrained = texts.parent / "first"  # the corpus fixture's one-update run
-    args = ["-m", "minigpt1", "finetune", "--checkpoint", pretrained, "--task", "continuation",
+    args = ["-m", "minigpt1", "finetune", "--checkpoint", pretrained, "--task", "word-order",
             "--data", texts, "--epochs", "1", "--batch-size", "4", "--micro-batch-size", "2",
             "--max-train-examples", "16", "--lm-coef", "0.5", "--log-every", "1"]
     run_ok(mpiexec, 2, *args, "--out", tmp_path / "two", "--distributed")

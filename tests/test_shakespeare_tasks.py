@@ -8,18 +8,19 @@ whose every line of speech is unique and names its work, so provenance is exact.
 import re
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from minigpt1.corpus.text_folders import SAMPLE_DIR, Document, load_text_dir, val_start
 from minigpt1.finetuning.shakespeare_tasks import (
     MAX_CHARS,
     MIN_CHARS,
-    NEGATIVE_GAP,
     SHAKESPEARE_TASKS,
     SPLITS,
     describe,
     make_shakespeare_task,
     passages,
+    shuffle_words,
     split_regions,
 )
 
@@ -107,7 +108,7 @@ def test_every_split_holds_examples_of_the_right_shape(built, name):
         assert examples, f"{name}: a split of the sample corpus is empty"
         assert {len(e.segments) for e in examples} == {data.spec.n_segments}
         assert all(0 <= e.label < len(data.spec.labels) for e in examples)
-    assert data.spec.n_segments == {"genre": 1, "continuation": 2, "same-work": 2,
+    assert data.spec.n_segments == {"genre": 1, "word-order": 2, "same-work": 2,
                                     "next-line": 5}[name]
 
 
@@ -146,11 +147,19 @@ def test_a_line_too_long_for_any_passage_is_skipped_and_breaks_adjacency():
 # No line in two splits
 
 
+def corpus_segments(name, example):
+    """The segments of an example that hold corpus lines: a shuffled word-order passage holds
+    its twin's lines in another order (that test is below)."""
+    shuffled = name == "word-order" and example.label == 0
+    return example.segments[:1] if shuffled else example.segments
+
+
 @pytest.mark.parametrize("corpus", ["sample", "made_up"])
 @pytest.mark.parametrize("name", TASKS)
 def test_every_line_comes_from_its_own_split_and_no_other(sample, made_up, built, corpus, name):
     where = where_lines_are(sample if corpus == "sample" else made_up)
-    used = {split: {line for e in examples for text in e.segments for line in text.split("\n")}
+    used = {split: {line for e in examples for text in corpus_segments(name, e)
+                    for line in text.split("\n")}
             for split, examples in built[corpus, name].splits.items()}
     for split, lines in used.items():
         assert all(split in where[line] for line in lines), f"{split} uses another split's line"
@@ -176,30 +185,37 @@ def test_genre_is_balanced_and_names_the_kind_of_the_play(sample, made_up, built
             assert at_source(docs, e)[0].kind == ("comedy", "history", "tragedy")[e.label]
 
 
-@pytest.mark.parametrize("name", ["continuation", "same-work"])
+@pytest.mark.parametrize("name", ["word-order", "same-work"])
 def test_pairs_are_half_and_half(built, name):
     for examples in built["sample", name].splits.values():
         counts = label_counts(examples)
         assert abs(counts[0] - counts[1]) <= 1 and set(counts) == {0, 1}
 
 
-def test_continuation_positives_follow_and_negatives_do_not(sample, built):
-    for split, examples in built["sample", "continuation"].splits.items():
+def test_word_order_pairs_a_passage_with_the_next_one_as_written_or_shuffled(sample, built):
+    for examples in built["sample", "word-order"].splits.values():
+        as_written = {e.segments for e in examples if e.label == 1}
         for e in examples:
             assert follows(sample, e, 0, 1) == (e.label == 1), e
-        if split == "train":  # big regions: negatives come from the same work, far away
-            for e in (e for e in examples if e.label == 0):
-                doc = at_source(sample, e)[0]
-                index = {p.text: p.index for p in passages(split_regions(doc)["train"])}
-                assert abs(index[e.segments[0]] - index[e.segments[1]]) >= NEGATIVE_GAP
+            if e.label == 1:
+                continue
+            # the same lines, each with the same words
+            original = next(b for a, b in as_written if a == e.segments[0])
+            assert e.segments[1] != original
+            for line, shuffled in zip(original.split("\n"), e.segments[1].split("\n"),
+                                      strict=True):
+                words, moved = line.split(" "), shuffled.split(" ")
+                assert sorted(words) == sorted(moved), (line, shuffled)
 
 
-@pytest.mark.parametrize("name", ["continuation", "next-line"])
-def test_negatives_and_distractors_come_from_the_same_work_when_it_has_them(built, name):
-    for examples in built["made_up", name].splits.values():
-        for e in examples:
-            work = e.source.split(":")[0]
-            assert all(work in text for text in e.segments[1:]), e
+def test_shuffle_words_changes_every_line_that_can_change():
+    rng = np.random.default_rng(0)
+    text = "Now is the winter of our discontent\nAy me\nROMEO.\nso so"
+    for _ in range(20):
+        lines = shuffle_words(text, rng).split("\n")
+        assert lines[0] != "Now is the winter of our discontent"
+        assert sorted(lines[0].split(" ")) == sorted("Now is the winter of our discontent".split())
+        assert lines[1:] == ["me Ay", "ROMEO.", "so so"]  # one word, or two alike, cannot move
 
 
 def test_same_work_labels_are_true(sample, built):
@@ -240,15 +256,15 @@ def test_max_examples_caps_a_split_and_keeps_the_balance(sample):
 
 
 def test_describe_counts_examples_per_split_and_label(built):
-    data = built["sample", "continuation"]
+    data = built["sample", "word-order"]
     words = " ".join(describe(data).split())  # the column widths do not matter here
     n = len(data.splits["test"])
-    assert words.startswith("continuation (entailment, accuracy)")
-    assert f"test {n} examples: unrelated {n // 2}, continues {n // 2}" in words
+    assert words.startswith("word-order (entailment, accuracy)")
+    assert f"test {n} examples: shuffled {n // 2}, as written {n // 2}" in words
 
 
 def test_unknown_task_names_the_known_ones(sample):
-    with pytest.raises(ValueError, match="genre, continuation, same-work, next-line"):
+    with pytest.raises(ValueError, match="genre, word-order, same-work, next-line"):
         make_shakespeare_task("sentiment", sample)
 
 

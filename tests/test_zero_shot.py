@@ -16,9 +16,10 @@ from minigpt1.finetuning.transformations import Example, TaskSpec
 from minigpt1.finetuning.zero_shot import (
     above_median,
     continuation_log_probs,
-    entailment_scores,
+    following_scores,
     label_word_scores,
     multiple_choice_scores,
+    pmi_scores,
     similarity_scores,
     zero_shot_accuracy,
 )
@@ -110,11 +111,13 @@ def test_label_words_are_read_against_their_probability_after_the_prompt_alone()
     assert uncalibrated.argmax(axis=1).tolist() == [0, 0, 0]  # the prior wins everywhere
 
 
-def test_entailment_and_similarity_score_what_the_premise_adds():
+def test_pmi_and_similarity_score_what_the_premise_adds():
     model = TinyLM()
     # hypothesis [3]: after the separator 0 its p is 0.3; a premise holding 5 makes it 0.9/1.6
     pairs = [([5, 7], [3]), ([7, 7], [3]), ([7, 5], [3]), ([7], [3])]
-    scores = entailment_scores(model, pairs, separator=[0])
+    following = following_scores(model, pairs, separator=[0])
+    np.testing.assert_allclose(following, np.log([0.9 / 1.6, 0.3, 0.9 / 1.6, 0.3]), atol=1e-12)
+    scores = pmi_scores(model, pairs, separator=[0])
     gain = np.log(0.9 / 1.6) - np.log(0.3)
     np.testing.assert_allclose(scores, [gain, 0.0, gain, 0.0], atol=1e-12)
     assert above_median(scores).tolist() == [1, 0, 1, 0]
@@ -161,7 +164,7 @@ def test_every_shakespeare_task_has_a_heuristic(sample_gpt):
     pairs = [Example((a, b), i % 2) for i, (a, b) in enumerate(zip(texts, texts[::-1],
                                                                     strict=True))]
     examples = {"genre": [Example((t,), i % 3) for i, t in enumerate(texts)],
-                "continuation": pairs, "same-work": pairs,
+                "word-order": pairs, "same-work": pairs,
                 "next-line": [Example((t, *texts), i) for i, t in enumerate(texts)]}
     for name, spec in SHAKESPEARE_TASKS.items():
         found = zero_shot.zero_shot_predictions(model, tokenizer, spec, examples[name])

@@ -17,11 +17,14 @@ and the heuristics, one per kind of task:
                       " positive" or " negative" after " very"). The second term, the word's
                       probability after the prompt alone, takes away the model's preference for
                       some words whatever the text, which would give every example one class.
-    entailment        s = mean log P(h | p, newline) - mean log P(h | newline)
-                      how much more probable the premise makes the hypothesis (pointwise mutual
-                      information per token); a newline alone is the neutral context
-    similarity        s = (s(b after a) + s(a after b)) / 2, both orders, as the similarity
-                      transformation reads both
+    word order        s = mean log P(h | p, newline)
+                      (entailment) how probable the hypothesis is after the premise: the words
+                      in Shakespeare's order should be more probable than the same words shuffled
+    similarity        s = (pmi(b after a) + pmi(a after b)) / 2, where
+                      pmi(h after p) = mean log P(h | p, newline) - mean log P(h | newline):
+                      how much more probable one passage makes the other (pointwise mutual
+                      information per token; a newline alone is the neutral context), both
+                      orders, as the similarity transformation reads both
 
 A binary score s says "yes" (the label `positive`) for the examples above the median s of the
 examples scored together: the Shakespeare tasks are balanced, half of their examples say yes,
@@ -113,19 +116,23 @@ def label_word_scores(model, texts, prompt, words, progress=False):
     return given_text.reshape(len(texts), len(words)) - prior  # (N, n) - (n,)
 
 
-def entailment_scores(model, pairs, separator, progress=False):
+def following_scores(model, pairs, separator, progress=False):
+    """(N,): mean log P(h | p, separator) of each (premise p, hypothesis h) pair."""
+    return mean_log_probs(model, [(p + separator, h) for p, h in pairs], progress)
+
+
+def pmi_scores(model, pairs, separator, progress=False):
     """(N,): mean log P(h | p, separator) - mean log P(h | separator) of each (premise p,
     hypothesis h) pair: the separator alone is the neutral context."""
-    conditioned = mean_log_probs(model, [(p + separator, h) for p, h in pairs], progress)
     alone = mean_log_probs(model, [(separator, h) for _, h in pairs], progress)
-    return conditioned - alone
+    return following_scores(model, pairs, separator, progress) - alone
 
 
 def similarity_scores(model, pairs, separator, progress=False):
-    """(N,): the entailment scores of b after a and of a after b, averaged, for each (a, b)."""
+    """(N,): the PMI scores of b after a and of a after b, averaged, for each (a, b)."""
     swapped = [(b, a) for a, b in pairs]
-    return (entailment_scores(model, pairs, separator, progress)
-            + entailment_scores(model, swapped, separator, progress)) / 2
+    return (pmi_scores(model, pairs, separator, progress)
+            + pmi_scores(model, swapped, separator, progress)) / 2
 
 
 def above_median(scores, positive=1):
@@ -150,7 +157,8 @@ LABEL_WORDS = {
     "genre": LabelWords("\nThis play is a", (" comedy", " history", " tragedy")),
     "sst2": LabelWords(" very", (" negative", " positive")),  # the paper's
 }
-POSITIVE = {"continuation": 1, "same-work": 1}  # the label that says "yes", binary tasks
+PAIR_SCORES = {"word-order": following_scores, "same-work": similarity_scores}  # binary tasks
+POSITIVE = {"word-order": 1, "same-work": 1}  # the label a high score says
 SEPARATOR = "\n"  # between a context and what follows it, as lines follow lines in the texts
 
 
@@ -166,13 +174,13 @@ def zero_shot_predictions(model, tokenizer, spec, examples, progress=False):
         texts = [encode(e.segments[0]) for e in examples]
         words = [encode(word) for word in asked.words]
         return label_word_scores(model, texts, encode(asked.prompt), words, progress).argmax(1)
-    if spec.kind in ("entailment", "similarity") and spec.name in POSITIVE:
+    if spec.name in PAIR_SCORES:
         pairs = [(encode(e.segments[0]), encode(e.segments[1])) for e in examples]
-        score = entailment_scores if spec.kind == "entailment" else similarity_scores
-        return above_median(score(model, pairs, separator, progress), POSITIVE[spec.name])
+        scores = PAIR_SCORES[spec.name](model, pairs, separator, progress)
+        return above_median(scores, POSITIVE[spec.name])
     raise ValueError(f"no zero-shot heuristic for task {spec.name} ({spec.kind}); there is one "
                      f"for every multiple-choice task and for "
-                     f"{', '.join(sorted({*LABEL_WORDS, *POSITIVE}))}")
+                     f"{', '.join(sorted({*LABEL_WORDS, *PAIR_SCORES}))}")
 
 
 def zero_shot_accuracy(model, tokenizer, spec, examples, progress=False):

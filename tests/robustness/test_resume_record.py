@@ -21,7 +21,7 @@ from minigpt1.training.checkpoint import load_checkpoint
 FLAGS = ["--preset", "tiny", "--n-ctx", "32", "--batch-size", "4", "--micro-batch-size", "2",
          "--warmup-steps", "4", "--eval-every", "4", "--eval-windows", "4", "--log-every", "1",
          "--lr", "3e-3"]
-FINETUNE = ["--task", "continuation", "--epochs", "2", "--batch-size", "4",
+FINETUNE = ["--task", "word-order", "--epochs", "2", "--batch-size", "4",
             "--micro-batch-size", "2", "--max-train-examples", "16", "--log-every", "1",
             "--eval-every", "2", "--lr", "1e-3"]
 
