@@ -768,7 +768,7 @@ def _add_ablation_command(sub):
     ablation = _add_command(
         sub, "ablation", "Table 5 at small scale: with/without pre-training and the LM loss",
         ("the four Shakespeare tasks, fine-tuned three ways, 3 seeds each, from the shipped "
-         "model: the README's Table 5 (about 50 minutes on 2 cores)", ""),
+         "model: the README's Table 5 (about an hour on 2 cores)", ""),
         ("a quick pass from your own pre-training run: one epoch on 48 examples of one task",
          "--checkpoint runs/tiny --out runs/ablation-quick --tasks genre --seeds 2 --epochs 1 "
          "--max-train-examples 48"))

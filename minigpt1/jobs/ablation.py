@@ -59,7 +59,7 @@ CHANCE = {"genre": 1 / 3, "word-order": 0.5, "same-work": 0.5, "next-line": 0.25
 def ablation_config(**overrides):
     """The fine-tuning settings of the ablation and the transfer sweep: GPT-1's recipe, with
     the learning rate a small model needs (1e-3, found by experiment) and a budget that fits a
-    2-core CPU: 2 epochs of 640 training examples per run, 36 runs in about 50 minutes from
+    2-core CPU: 2 epochs of 640 training examples per run, 36 runs in about an hour from
     the shipped 6 x 256 model (README, Results)."""
     return replace(FinetuneConfig(lr=1e-3, epochs=2, max_train_examples=640), **overrides)
 
