@@ -97,10 +97,11 @@ def test_blank_exercises_fail_their_checks(path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def lesson_folder(tmp_path_factory):
-    """One lessons/ folder for all the runs, as a student has: lesson 06 finds lesson 05's
-    pre-trained model in runs/ (each lesson also runs on its own)."""
+    """One lessons/ folder for all the runs, as a student has, beside the project's data/
+    (the corpus, the shipped model) and docs/ (the results lesson 06 reads)."""
     root = tmp_path_factory.mktemp("course")
     (root / "data").symlink_to(DATA, target_is_directory=True)
+    (root / "docs").symlink_to(LESSONS.parent / "docs", target_is_directory=True)
     shutil.copytree(LESSONS / "checks", root / "lessons" / "checks",
                     ignore=shutil.ignore_patterns("__pycache__"))
     return root / "lessons"
