@@ -26,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from minigpt1.jobs.evaluate import evaluate_checkpoint  # noqa: E402
+from minigpt1.corpus.shakespeare import sha256_of  # noqa: E402
+from minigpt1.jobs.evaluate import score_held_out  # noqa: E402
 from minigpt1.jobs.run_folder import export_run, load_model  # noqa: E402
 from minigpt1.model.generate import generate  # noqa: E402
 
@@ -58,17 +59,17 @@ def main():
         minutes = minutes or (time.perf_counter() - started) / 60
     out = Path("data") / "pretrained" / NAME
     export_run(RUN, out, which="best", force=True)
-    score = evaluate_checkpoint(out, TEXT_DIR)
-    card = card_facts(out, score, minutes, args.wall_note)
+    model, tokenizer = load_model(out)
+    score = score_held_out(model, tokenizer, TEXT_DIR)
+    card = card_facts(out, model, tokenizer, score, minutes, args.wall_note)
     (out / "card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     (out / "README.md").write_text(model_card(card), encoding="utf-8")
     print(f"{out}: {score.bits_per_char:.3f} bits per character on the held-out split")
 
 
-def card_facts(out, score, minutes, wall_note=""):
+def card_facts(out, model, tokenizer, score, minutes, wall_note=""):
     run = json.loads((RUN / "run.json").read_text(encoding="utf-8"))
     index = json.loads((RUN / "checkpoints" / "index.json").read_text(encoding="utf-8"))
-    model, tokenizer = load_model(out)
     ids = generate(model, [tokenizer.encode(PROMPT)], 200, temperature=0.8, seed=0)[0].tolist()
     return {
         "command": "python -m minigpt1 " + " ".join(PRETRAIN),
@@ -82,7 +83,7 @@ def card_facts(out, score, minutes, wall_note=""):
         "texts_sha256": hashlib.sha256(json.dumps(run["texts"], sort_keys=True)
                                        .encode()).hexdigest(),
         "tokenizer_fingerprint": run["tokenizer_fingerprint"],
-        "weights_sha256": sha256(out / "model.safetensors"),
+        "weights_sha256": sha256_of(out / "model.safetensors"),
         "held_out": {"bits_per_char": round(score.bits_per_char, 4),
                      "bits_per_byte": round(score.bits_per_byte, 4),
                      "nats_per_token": round(score.nats_per_token, 4),
@@ -91,10 +92,6 @@ def card_facts(out, score, minutes, wall_note=""):
         "sample_prompt": PROMPT,
         "sample": tokenizer.decode(ids),
     }
-
-
-def sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def machine():

@@ -234,7 +234,7 @@ def word_order_examples(regions, cap, rng):
         shuffled = shuffle_words(b.text, rng)
         if shuffled == b.text:  # no line long enough to change
             return []
-        return [Example((a.text, b.text), 1, a.source), Example((a.text, shuffled), 0, a.source)]
+        return twice(a, b.text, shuffled)
 
     return collect(pairs, cap // 2, make, rng)
 
@@ -259,7 +259,7 @@ def same_work_examples(regions, cap, rng):
     def make(a):
         same = draw(per_region[id(a.region)], 1, rng, lambda p, _: abs(p.index - a.index) >= 2)
         other = draw(everything, 1, rng, lambda p, _: p.region.work != a.region.work)
-        return twice(a, same[0], other[0]) if same and other else []
+        return twice(a, same[0].text, other[0].text) if same and other else []
 
     return collect(everything, cap // 2, make, rng)
 
@@ -270,10 +270,9 @@ def passages_of(regions):
     return per_region, [p for ps in per_region.values() for p in ps]
 
 
-def twice(a, yes_partner, no_partner):
-    """Passage a paired with a partner of each label: label 1 first, then label 0."""
-    return [Example((a.text, yes_partner.text), 1, a.source),
-            Example((a.text, no_partner.text), 0, a.source)]
+def twice(a, yes_text, no_text):
+    """Passage a paired with a partner text of each label: label 1 first, then label 0."""
+    return [Example((a.text, yes_text), 1, a.source), Example((a.text, no_text), 0, a.source)]
 
 
 def next_line_examples(regions, cap, rng):

@@ -157,8 +157,8 @@ LABEL_WORDS = {
     "genre": LabelWords("\nThis play is a", (" comedy", " history", " tragedy")),
     "sst2": LabelWords(" very", (" negative", " positive")),  # the paper's
 }
-PAIR_SCORES = {"word-order": following_scores, "same-work": similarity_scores}  # binary tasks
-POSITIVE = {"word-order": 1, "same-work": 1}  # the label a high score says
+# binary tasks of two texts: how each is scored, and the label a high score says
+PAIR_SCORES = {"word-order": (following_scores, 1), "same-work": (similarity_scores, 1)}
 SEPARATOR = "\n"  # between a context and what follows it, as lines follow lines in the texts
 
 
@@ -176,8 +176,8 @@ def zero_shot_predictions(model, tokenizer, spec, examples, progress=False):
         return label_word_scores(model, texts, encode(asked.prompt), words, progress).argmax(1)
     if spec.name in PAIR_SCORES:
         pairs = [(encode(e.segments[0]), encode(e.segments[1])) for e in examples]
-        scores = PAIR_SCORES[spec.name](model, pairs, separator, progress)
-        return above_median(scores, POSITIVE[spec.name])
+        score, positive = PAIR_SCORES[spec.name]
+        return above_median(score(model, pairs, separator, progress), positive)
     raise ValueError(f"no zero-shot heuristic for task {spec.name} ({spec.kind}); there is one "
                      f"for every multiple-choice task and for "
                      f"{', '.join(sorted({*LABEL_WORDS, *PAIR_SCORES}))}")
