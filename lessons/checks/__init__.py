@@ -1,4 +1,4 @@
-"""The lessons' exercises: for each, a check and the reference solution.
+"""The lessons' exercises: for each, a check, the reference solution and its typical mistakes.
 
 In a lesson, an exercise cell holds the student's answer under a decorator (or a call, for an
 answer that is a value), and the cell after it checks that answer:
@@ -9,22 +9,27 @@ answer that is a value), and the cell after it checks that answer:
 
     check("gelu_derivative", gelu_derivative)
 
-`check` raises AssertionError, with a hint, until the answer is right. With solutions on
-(`MINIGPT1_SOLUTIONS=1` in the environment, or `show_solutions()`), `exercise` hands back the
-reference solution instead of the student's: that is how the test suite runs every lesson end
-to end, and how a student who is stuck can see a lesson through. The solutions are plain
-Python beside the lessons, one file per lesson (checks/tokenization.py for 01_tokenization,
-and so on), to read once you have tried. They are not part of the minigpt1 library, and the
-wheel does not ship them.
+`check` prints "correct" when the answer is right and raises AssertionError, with a hint, when
+it is wrong. An exercise not done yet (its function still raises NotImplementedError, or its
+value is still None) is reported as pending and the lesson goes on, so "Run All" reaches the
+end of a blank notebook. While the student's function runs, the library functions that would
+answer the exercise are switched off (base.library_unavailable), so calling them is no way out.
+
+With solutions on (`MINIGPT1_SOLUTIONS=1` in the environment, or `show_solutions()`),
+`exercise` hands back the reference solution instead of the student's: that is how the test
+suite runs every lesson end to end, and how a student who is stuck can see a lesson through.
+The solutions are plain Python beside the lessons, one file per lesson (checks/tokenization.py
+for 01_tokenization, and so on), to read once you have tried. They are not part of the
+minigpt1 library, and the wheel does not ship them.
 
 A notebook runs with lessons/ as its working directory, so it imports this package as
 `checks`; from the project's root it is `lessons.checks`.
 """
 
 from . import attention, auxiliary, finetuning, gpu, gradients, pretraining, tokenization
-from .base import show_solutions, solutions_shown
+from .base import guarded, show_solutions, solutions_shown
 
-__all__ = ["check", "exercise", "find", "show_solutions", "solutions_shown"]
+__all__ = ["PENDING", "check", "exercise", "find", "show_solutions", "solutions_shown"]
 
 _NOTHING = object()
 LESSONS = (tokenization, gradients, attention, pretraining, finetuning, auxiliary, gpu)
@@ -59,11 +64,21 @@ def exercise(name, answer=_NOTHING):
     return lambda function: reference if solutions_shown() else function
 
 
+PENDING = "not done yet"
+
+
 def check(name, answer):
-    """Raise AssertionError, saying what is wrong, unless `answer` solves the exercise."""
+    """True when `answer` solves the exercise; False, said aloud, when it is not done yet.
+
+    A wrong answer raises AssertionError with a hint that names what is off."""
+    task = find(name)
     try:
-        find(name).check(answer)
+        if answer is None:
+            raise NotImplementedError
+        task.check(guarded(answer, task.library))
     except NotImplementedError:
-        raise AssertionError(f"exercise {name!r} is not done yet: write your answer in the "
-                             f"cell above, then run both cells again") from None
+        print(f"exercise {name!r}: {PENDING}. Write your answer in the exercise cell above and "
+              f"run it and this cell again; the lesson goes on without it.")
+        return False
     print(f"exercise {name!r}: correct")
+    return True

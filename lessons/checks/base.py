@@ -1,14 +1,43 @@
-"""What every lesson's checks module is made of: an Exercise, and the solutions switch."""
+"""What every lesson's checks module is made of: an Exercise, its typical mistakes, the
+solutions switch, and the guard that keeps the library's own answer out of reach.
+
+An exercise asks for something the library already has (a BPE merge, a backward pass, the
+AdamW update). A check that only compared outputs would pass an answer that calls the library,
+so while the student's function runs, every library function listed in `Exercise.library` is
+switched off: calling it raises `LibraryUnavailable`, with a hint. The switch is made in every
+minigpt1 module and in the namespace the answer was written in (the notebook), and undone as
+soon as the answer returns.
+"""
 
 import os
+import sys
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import wraps
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A typical wrong answer, and a fragment of the hint its check must give."""
+
+    answer: object
+    hint: str
 
 
 @dataclass(frozen=True)
 class Exercise:
     solution: object  # the reference answer: a function or a value
     check: Callable  # check(answer) raises AssertionError, with a hint, when it is wrong
+    mistakes: tuple = ()  # Mistakes the check is tested with (at least two per exercise)
+    library: tuple = ()  # library functions that would answer it: off while the answer runs
+
+
+class LibraryUnavailable(AssertionError):
+    """Raised by a library function that the exercise asks the student to write."""
+
+
+SWITCHED_OFF = "is switched off while this exercise is checked"
 
 
 def show_solutions(on=True):
@@ -18,3 +47,68 @@ def show_solutions(on=True):
 
 def solutions_shown():
     return os.environ.get("MINIGPT1_SOLUTIONS") == "1"
+
+
+def _blocker(function):
+    name = f"{function.__module__}.{function.__qualname__}"
+
+    def blocked(*args, **kwargs):
+        raise LibraryUnavailable(
+            f"{name} {SWITCHED_OFF}: it is the library's answer to the question. "
+            f"Write the computation yourself, from the formula above the exercise.")
+
+    return blocked
+
+
+def _owners(function):
+    """The class a method is defined on, if it is one (e.g. BPE.encode -> BPE)."""
+    owner = sys.modules.get(function.__module__)
+    for part in function.__qualname__.split(".")[:-1]:
+        owner = getattr(owner, part, None)
+    return [owner] if isinstance(owner, type) else []
+
+
+@contextmanager
+def library_unavailable(functions, namespace=None):
+    """Within the block, every reference to `functions` in minigpt1's modules, in their
+    classes and in `namespace` (a dict of globals) points to a function that raises."""
+    if not functions:
+        yield
+        return
+    blockers = {id(f): (f, _blocker(f)) for f in functions}
+    spaces = [vars(m) for name, m in list(sys.modules.items())
+              if m is not None and name.split(".")[0] == "minigpt1"]
+    if namespace is not None:
+        spaces.append(namespace)
+    undo = []  # (setter, original) pairs, undone in reverse order
+    for space in spaces:
+        for key, value in list(space.items()):
+            found = blockers.get(id(value))
+            if found is not None and found[0] is value:
+                space[key] = found[1]
+                undo.append((lambda s=space, k=key, v=value: s.__setitem__(k, v)))
+    for function, blocker in blockers.values():
+        for owner in _owners(function):
+            name = function.__name__
+            original = owner.__dict__[name]
+            setattr(owner, name, blocker)
+            undo.append(lambda o=owner, n=name, v=original: setattr(o, n, v))
+    try:
+        yield
+    finally:
+        for restore in reversed(undo):
+            restore()
+
+
+def guarded(answer, functions):
+    """`answer` (a function), run with `functions` switched off for the length of each call."""
+    if not callable(answer) or not functions:
+        return answer
+    namespace = getattr(answer, "__globals__", None)
+
+    @wraps(answer)
+    def run(*args, **kwargs):
+        with library_unavailable(functions, namespace):
+            return answer(*args, **kwargs)
+
+    return run

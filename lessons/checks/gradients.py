@@ -12,12 +12,13 @@ from minigpt1.gradcheck import check_layer, rel_error
 from minigpt1.layers import (
     cross_entropy_backward,
     cross_entropy_forward,
+    gelu_backward,
     gelu_forward,
     layernorm_backward,
     layernorm_forward,
 )
 
-from .base import Exercise
+from .base import SWITCHED_OFF, Exercise, Mistake
 
 TOL = 1e-6  # a right formula lands near 1e-9; a wrong one near 1e-2 or worse
 
@@ -145,8 +146,27 @@ def check_cross_entropy_dlogits(answer):
         f"{TOL:.0e}). Hint: dlogits = (softmax(logits) - onehot(targets)) / N")
 
 
+def _gelu_from_the_library(x):
+    return gelu_backward(np.ones_like(x), gelu_forward(x)[1])  # dy = 1 leaves the derivative
+
+
+def _gelu_without_product_rule(x):
+    k = np.sqrt(2.0 / np.pi)
+    t = np.tanh(k * (x + 0.044715 * x**3))
+    return 0.5 * x * (1.0 - t**2) * k * (1.0 + 3 * 0.044715 * x**2)  # the 0.5 (1 + t) is lost
+
+
+def _gelu_without_chain_rule(x):
+    t = np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3))
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t**2)  # du/dx is missing
+
+
 EXERCISES = {
-    "gradients_gelu_derivative": Exercise(solution=gelu_derivative, check=check_gelu_derivative),
+    "gradients_gelu_derivative": Exercise(
+        solution=gelu_derivative, check=check_gelu_derivative, library=(gelu_backward,),
+        mistakes=(Mistake(_gelu_from_the_library, SWITCHED_OFF),
+                  Mistake(_gelu_without_product_rule, "check the 0.5 (1 + t) term"),
+                  Mistake(_gelu_without_chain_rule, "dt/dx = (1 - t^2) sqrt(2/pi)"))),
     "gradients_layernorm_dx": Exercise(solution=layernorm_dx, check=check_layernorm_dx),
     "gradients_cross_entropy_dlogits": Exercise(solution=cross_entropy_dlogits,
                                                 check=check_cross_entropy_dlogits),
