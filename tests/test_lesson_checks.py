@@ -37,13 +37,13 @@ def test_there_are_at_least_35_exercises_nearly_all_code():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_the_reference_solution_passes(name, capsys):
-    assert checks.check(name, checks.find(name).solution) is True
+    checks.check(name, checks.find(name).solution)
     assert f"exercise {name!r}: correct" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_blank_answer_is_pending_and_the_lesson_goes_on(name, capsys):
-    assert checks.check(name, blank(checks.find(name))) is False
+    checks.check(name, blank(checks.find(name)))
     assert checks.PENDING in capsys.readouterr().out
 
 
@@ -74,3 +74,20 @@ def test_the_library_comes_back_after_a_check(name):
             checks.check(name, mistake.answer)
     after = [(f, sys.modules[f.__module__].__dict__.get(f.__name__)) for f in task.library]
     assert before == after
+
+
+def test_the_guard_reaches_every_way_of_calling_the_library():
+    import minigpt1.layers as layers
+    from checks.base import LibraryUnavailable, library_unavailable
+    from minigpt1.layers import gelu_forward
+    from minigpt1.tokenizer.bpe import BPETokenizer
+
+    notebook = {"gelu_forward": gelu_forward, "layers": layers}  # a student's globals
+    ways = [lambda: notebook["gelu_forward"](0.0), lambda: notebook["layers"].gelu_forward(0.0),
+            lambda: BPETokenizer.encode(None, "a")]
+    with library_unavailable((gelu_forward, BPETokenizer.encode), notebook):
+        for way in ways:
+            with pytest.raises(LibraryUnavailable, match=SWITCHED_OFF):
+                way()
+    assert notebook["gelu_forward"] is gelu_forward is layers.gelu_forward
+    assert BPETokenizer.encode.__name__ == "encode" and "blocked" not in repr(BPETokenizer.encode)

@@ -78,10 +78,17 @@ def test_lesson_is_committed_with_the_outputs_of_its_code(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_lesson_states_its_cost_and_never_redefines_a_layer(path):
+def test_lesson_states_its_measured_cost_and_never_redefines_a_layer(path):
     notebook = read(path)
     top = notebook.cells[0].source
-    assert notebook.cells[0].cell_type == "markdown" and "Run time" in top and "Memory" in top
+    cost = re.search(r"Run time: about (\d+) s\b.*Memory: about ([\d.]+ [MG]B)", top)
+    assert notebook.cells[0].cell_type == "markdown" and cost, (
+        f"{path.name}: the first cell says 'Run time: about N s ... Memory: about M MB'")
+    row = next(line for line in (LESSONS / "README.md").read_text().splitlines()
+               if line.startswith(f"| [{path.name}]"))
+    assert f"| {cost[1]} s |" in row and f"| {cost[2]} |" in row, (
+        f"{path.name} states {cost[1]} s and {cost[2]}; lessons/README.md measured: {row[-40:]}")
+    assert int(cost[1]) <= 120, f"{path.name} takes {cost[1]} s: a lesson runs in 2 minutes"
     redefined = re.compile(rf"^def ({LAYERS})_(forward|backward)\b", re.M)
     for cell in code_cells(notebook):
         assert not redefined.search(cell.source), f"{path.name} redefines a layer: import it"

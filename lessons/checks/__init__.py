@@ -68,9 +68,10 @@ PENDING = "not done yet"
 
 
 def check(name, answer):
-    """True when `answer` solves the exercise; False, said aloud, when it is not done yet.
+    """Say "correct" when `answer` solves the exercise, and "not done yet" when it is blank.
 
-    A wrong answer raises AssertionError with a hint that names what is off."""
+    A wrong answer raises AssertionError with a hint that names what is off. Nothing is
+    returned, so a check cell shows only what it prints."""
     task = find(name)
     try:
         if answer is None:
@@ -79,6 +80,5 @@ def check(name, answer):
     except NotImplementedError:
         print(f"exercise {name!r}: {PENDING}. Write your answer in the exercise cell above and "
               f"run it and this cell again; the lesson goes on without it.")
-        return False
+        return
     print(f"exercise {name!r}: correct")
-    return True
