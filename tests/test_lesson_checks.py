@@ -84,6 +84,7 @@ def test_the_guard_reaches_every_way_of_calling_the_library():
 
     notebook = {"gelu_forward": gelu_forward, "layers": layers}  # a student's globals
     ways = [lambda: notebook["gelu_forward"](0.0), lambda: notebook["layers"].gelu_forward(0.0),
+            lambda: gelu_forward.plain(0.0), lambda: notebook["gelu_forward"].plain(0.0),
             lambda: BPETokenizer.encode(None, "a")]
     with library_unavailable((gelu_forward, BPETokenizer.encode), notebook):
         for way in ways:
@@ -91,3 +92,21 @@ def test_the_guard_reaches_every_way_of_calling_the_library():
                 way()
     assert notebook["gelu_forward"] is gelu_forward is layers.gelu_forward
     assert BPETokenizer.encode.__name__ == "encode" and "blocked" not in repr(BPETokenizer.encode)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if checks.find(n).library])
+def test_the_library_function_itself_is_no_answer(name):
+    for function in checks.find(name).library:
+        with pytest.raises(AssertionError, match=SWITCHED_OFF):
+            checks.check(name, function)
+
+
+def test_the_guard_reaches_tables_of_functions():
+    from checks.base import library_unavailable
+    from minigpt1.tokenizer import pretokenization
+
+    name, split = next(iter(pretokenization.SPLITTERS.items()))
+    with library_unavailable((split,)):
+        with pytest.raises(AssertionError, match=SWITCHED_OFF):
+            pretokenization.SPLITTERS[name]("a b")
+    assert pretokenization.SPLITTERS[name] is split

@@ -57,7 +57,17 @@ def _blocker(function):
             f"{name} {SWITCHED_OFF}: it is the library's answer to the question. "
             f"Write the computation yourself, from the formula above the exercise.")
 
+    blocked.plain = blocked  # a function with a fast path keeps its plain body as `.plain`
     return blocked
+
+
+def _with_plain_bodies(functions):
+    """`functions`, and the plain body behind each one that dispatches to a fast path."""
+    found = list(functions)
+    for function in functions:
+        found += [getattr(function, attr) for attr in ("plain", "__wrapped__")
+                  if callable(getattr(function, attr, None))]
+    return found
 
 
 def _owners(function):
@@ -68,31 +78,48 @@ def _owners(function):
     return [owner] if isinstance(owner, type) else []
 
 
-@contextmanager
-def library_unavailable(functions, namespace=None):
-    """Within the block, every reference to `functions` in minigpt1's modules, in their
-    classes and in `namespace` (a dict of globals) points to a function that raises."""
-    if not functions:
-        yield
-        return
-    blockers = {id(f): (f, _blocker(f)) for f in functions}
-    spaces = [vars(m) for name, m in list(sys.modules.items())
-              if m is not None and name.split(".")[0] == "minigpt1"]
-    if namespace is not None:
-        spaces.append(namespace)
-    undo = []  # (setter, original) pairs, undone in reverse order
-    for space in spaces:
+def _switch_names(blockers, spaces):
+    """Point every name (in `spaces` and the dicts they hold) bound to a blocked function at
+    its blocker; return the undo steps."""
+    tables = [v for space in spaces for v in list(space.values()) if type(v) is dict]
+    undo = []
+    for space in spaces + tables:  # module globals, and tables of functions held in them
         for key, value in list(space.items()):
             found = blockers.get(id(value))
             if found is not None and found[0] is value:
                 space[key] = found[1]
-                undo.append((lambda s=space, k=key, v=value: s.__setitem__(k, v)))
+                undo.append(lambda s=space, k=key, v=value: s.__setitem__(k, v))
+    return undo
+
+
+def _switch_attributes(blockers, functions):
+    """The `.plain` body a library function carries, and a method on its class."""
+    undo = []
+    for function in functions:
+        if callable(getattr(function, "plain", None)):
+            plain = function.plain
+            function.plain = blockers[id(plain)][1]
+            undo.append(lambda f=function, v=plain: setattr(f, "plain", v))
     for function, blocker in blockers.values():
         for owner in _owners(function):
             name = function.__name__
             original = owner.__dict__[name]
             setattr(owner, name, blocker)
             undo.append(lambda o=owner, n=name, v=original: setattr(o, n, v))
+    return undo
+
+
+@contextmanager
+def library_unavailable(functions, namespace=None):
+    """Within the block, every reference to `functions` in minigpt1's modules (and in the
+    dicts they hold, such as a table of splitters), in their classes and in `namespace` (a
+    dict of globals) points to a function that raises."""
+    blockers = {id(f): (f, _blocker(f)) for f in _with_plain_bodies(functions)}
+    spaces = [vars(m) for name, m in list(sys.modules.items())
+              if m is not None and name.split(".")[0] == "minigpt1"]
+    if namespace is not None:
+        spaces.append(namespace)
+    undo = _switch_names(blockers, spaces) + _switch_attributes(blockers, functions)
     try:
         yield
     finally:
@@ -101,9 +128,15 @@ def library_unavailable(functions, namespace=None):
 
 
 def guarded(answer, functions):
-    """`answer` (a function), run with `functions` switched off for the length of each call."""
+    """`answer` (a function), run with `functions` switched off for the length of each call.
+
+    An answer that is one of `functions` itself (`merge`, or a tokenizer's bound `encode`)
+    is switched off as a whole."""
     if not callable(answer) or not functions:
         return answer
+    itself = getattr(answer, "__func__", answer)
+    if any(itself is function for function in functions):
+        return _blocker(itself)
     namespace = getattr(answer, "__globals__", None)
 
     @wraps(answer)
