@@ -94,6 +94,16 @@ def test_lesson_states_its_measured_cost_and_never_redefines_a_layer(path):
         assert not redefined.search(cell.source), f"{path.name} redefines a layer: import it"
 
 
+def test_the_lessons_readme_counts_the_exercises():
+    listing = (LESSONS / "README.md").read_text()
+    total = re.search(r"(\d+) exercises in all", listing)
+    assert total and int(total[1]) == len(checks.EXERCISES), "lessons/README.md: the total"
+    for path in NOTEBOOKS:
+        row = next(line for line in listing.splitlines() if line.startswith(f"| [{path.name}]"))
+        count = len(exercise_names(read(path)))
+        assert row.split(" | ")[2] == str(count), f"lessons/README.md: {path.name} has {count}"
+
+
 def exercise_names(notebook):
     """The exercises a notebook's check cells name, in order."""
     return [m.group(1) for c in code_cells(notebook, "check")
