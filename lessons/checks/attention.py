@@ -41,17 +41,10 @@ from minigpt1.layers.attention import (
 )
 from minigpt1.layers.dropout import DropoutCache
 
-from .base import SWITCHED_OFF, Exercise, Mistake
+from .base import SWITCHED_OFF, Exercise, Mistake, as_array
 
 TOL = 1e-8  # the same numbers up to rounding (about 1e-15 here)
 GRAD_TOL = 1e-7  # against central differences, which are good to about 1e-10
-
-
-def _array(answer, shape, what):
-    assert answer is not None, f"{what} returned None: return the array"
-    answer = np.asarray(answer)
-    assert answer.shape == shape, f"{what} returned shape {answer.shape}, expected {shape}"
-    return answer.astype(np.float64)
 
 
 def _catalogue(mistakes, *inputs):
@@ -104,7 +97,7 @@ ONE_HEAD_MISTAKES = (
 
 def check_one_head(answer):
     q, k, v = np.random.default_rng(30).standard_normal((3, 7, 4))  # (T, hs) each
-    got = _array(answer(q.copy(), k.copy(), v.copy()), (7, 4), "one_head(q, k, v)")
+    got = as_array(answer(q.copy(), k.copy(), v.copy()), (7, 4), "one_head(q, k, v)")
     _verdict(got, one_head(q, k, v), _catalogue(ONE_HEAD_MISTAKES, q, k, v),
              "scores q k^T / sqrt(hs) (T, T), a softmax over each row, then the rows of weights "
              "times v")
@@ -174,14 +167,14 @@ def check_split_heads(answer):
     x = np.random.default_rng(31).standard_normal((2, 5, 12))  # (B, T, C), every number distinct
     for n_head in (3, 4, 1):
         shape = (2, n_head, 5, 12 // n_head)
-        got = _array(answer(x.copy(), n_head), shape, f"splitting (2, 5, 12) into {n_head} heads")
+        got = as_array(answer(x.copy(), n_head), shape, f"splitting (2, 5, 12) into {n_head} heads")
         _verdict(got, split_heads(x, n_head), _catalogue(SPLIT_MISTAKES, x, n_head),
                  "head h at position t holds channels h*hs .. (h+1)*hs - 1 of x[:, t]")
 
 
 def check_merge_heads(answer):
     y = np.random.default_rng(32).standard_normal((2, 3, 5, 4))  # (B, nh, T, hs)
-    got = _array(answer(y.copy()), (2, 5, 12), "merging y of shape (2, 3, 5, 4)")
+    got = as_array(answer(y.copy()), (2, 5, 12), "merging y of shape (2, 3, 5, 4)")
     _verdict(got, merge_heads(y), _catalogue(MERGE_MISTAKES, y),
              "merging undoes the split: position t gets head 0's hs channels, then head 1's, ...")
 
@@ -282,7 +275,7 @@ def check_masked_softmax(answer):
     future = ~causal_mask(6, 6, np)  # (T, T) True above the diagonal
     for size in (1.0, 1000.0):
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
-            got = _array(answer(size * scores), scores.shape, "masked_softmax(scores)")
+            got = as_array(answer(size * scores), scores.shape, "masked_softmax(scores)")
         assert np.all(np.isfinite(got)), OVERFLOW
         _verdict(got, causal_softmax(size * scores), _catalogue(SOFTMAX_MISTAKES, size * scores),
                  "put -inf where the mask says no, then the softmax over the last axis")
@@ -358,7 +351,7 @@ def real_layer(seed=35):
 
 def check_sublayer(answer):
     x, p, n_head = real_layer()
-    got = _array(answer(x.copy(), {name: w.copy() for name, w in p.items()}, n_head), x.shape,
+    got = as_array(answer(x.copy(), {name: w.copy() for name, w in p.items()}, n_head), x.shape,
                  "attention_sublayer(x, p, n_head)")
     qkv, _ = linear_forward(x, p["attn.c_attn.weight"], p["attn.c_attn.bias"])  # the library
     y, _ = attention_forward(qkv, n_head)
@@ -453,7 +446,7 @@ def check_softmax_backward(answer):
         got = answer(probs.copy(), dprobs.copy())
     except ValueError as error:  # a shape that does not broadcast
         raise AssertionError(f"{error}: {KEEPDIMS}") from error
-    got = _array(got, probs.shape, "softmax_backward_by_hand(probs, dprobs)")
+    got = as_array(got, probs.shape, "softmax_backward_by_hand(probs, dprobs)")
     # the oracle: central differences of f(s) = sum(masked softmax(s) * dprobs), in float64
     numerical = numerical_gradient(lambda: np.sum(causal_softmax.plain(scores) * dprobs),
                                    scores).reshape(scores.shape)
@@ -496,7 +489,7 @@ def check_row_term(answer):
     assert got.shape != expected.shape[:-1], KEEPDIMS
     assert got.shape != (2, 3, 1, 4), ("sum over the hs channels of each query (the last "
                                        "axis): one number per query, not per channel")
-    got = _array(got, expected.shape, "row_term_from_output(dy_h, y_h)")
+    got = as_array(got, expected.shape, "row_term_from_output(dy_h, y_h)")
     _verdict(got, expected, [], "write dprobs_ik = dy_i . v_k into sum_k dprobs_ik probs_ik, "
              "and move the sum over k inside the dot product: what is sum_k probs_ik v_k?")
 
@@ -567,7 +560,7 @@ def check_attention_backward(answer):
         seen["inputs"] = (dy, cache.q, cache.k, cache.v, cache.probs)
         seen["library"] = attention_backward.plain(dy, cache)  # (B, T, 3C)
         got = answer(*(a.copy() for a in seen["inputs"]))
-        seen["got"] = _array(got, qkv.shape, "attention_backward_by_hand(dy, q, k, v, probs)")
+        seen["got"] = as_array(got, qkv.shape, "attention_backward_by_hand(dy, q, k, v, probs)")
         return seen["got"]
 
     err = check_layer(lambda x: attention_forward.plain(x, n_head), backward, {"qkv": qkv})

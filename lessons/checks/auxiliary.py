@@ -30,7 +30,7 @@ from minigpt1.layers import (
 )
 from minigpt1.model.gpt import GPT
 
-from .base import SWITCHED_OFF, Exercise, Mistake
+from .base import SWITCHED_OFF, Exercise, Mistake, as_array, as_pair
 
 V = 40  # ordinary tokens; the specials are V, V + 1, V + 2
 TOL = 1e-7  # a right gradient lands near 1e-10 against finite differences in float64
@@ -62,18 +62,6 @@ def flat(batch):
     return batch.ids.reshape(B * S, T), batch.mask.reshape(B * S, T).astype(np.float64)
 
 
-def _as_array(answer, shape, what):
-    assert answer is not None, f"{what} is None: return the array"
-    answer = np.asarray(answer, dtype=np.float64)
-    assert answer.shape == shape, f"{what} has shape {answer.shape}, expected {shape}"
-    return answer
-
-
-def _pair(got, what):
-    assert isinstance(got, tuple) and len(got) == 2, f"return the pair {what}, got {type(got)}"
-    return got
-
-
 # ---- 1. the weights of L1 ------------------------------------------------------------------
 
 
@@ -92,7 +80,7 @@ def check_lm_weights(answer):
     model, batch = small_task()
     ids, mask = flat(batch)
     N, T = ids.shape
-    got = _as_array(answer(mask.copy()), (N, T - 1), "lm_weights(mask)")
+    got = as_array(answer(mask.copy()), (N, T - 1), "lm_weights(mask)")
     if not np.array_equal(got != 0, mask[:, 1:] != 0):
         assert not np.array_equal(got != 0, mask[:, :-1] != 0), (
             f"your weights sit one position early: {SHIFTED}, so target t counts when token "
@@ -237,9 +225,9 @@ def check_lm_head_grads(answer):
     states, _ = model.gpt.body_forward(ids)  # (N, T, C)
     h, targets, weights = states[:, :-1].copy(), ids[:, 1:], lm_weights(mask)  # (N, T-1, ...)
     wte = model.params["tokens_embed.weight"].copy()  # (V, C)
-    got = _pair(answer(h.copy(), targets.copy(), weights.copy(), wte.copy()), "(dh, dwte)")
-    dh = _as_array(got[0], h.shape, "dh")
-    dwte = _as_array(got[1], wte.shape, "dwte (the shape of wte, (V, C))")
+    got = as_pair(answer(h.copy(), targets.copy(), weights.copy(), wte.copy()), "(dh, dwte)")
+    dh = as_array(got[0], h.shape, "dh")
+    dwte = as_array(got[1], wte.shape, "dwte (the shape of wte, (V, C))")
 
     def forward(h, wte):  # the library's L1 through the tied head
         return cross_entropy_forward(h @ wte.T, targets, weights)
@@ -303,7 +291,7 @@ def check_l3(answer):
     l1, g1 = model.gpt.lm_loss_and_grads(ids, mask)  # L1 by the pre-training path
     given = ({k: v.copy() for k, v in g2.items()}, {k: v.copy() for k, v in g1.items()})
     try:
-        got = _pair(answer(l2, given[0], l1, given[1], lam), "(l3, grads)")
+        got = as_pair(answer(l2, given[0], l1, given[1], lam), "(l3, grads)")
     except KeyError as missing:
         raise AssertionError(
             f"KeyError {missing}: grads_l1 has no entry for the task head (L1 never reads "
@@ -386,7 +374,7 @@ def check_average_column(answer):
         n, mean, half = right.n, 100 * right.mean, 100 * right.half_width
         got = answer({t: dict(s) for t, s in per_seed.items()})
         assert got is not None, "average_column returned None: return (mean, half_width)"
-        mean_got, half_got = (float(x) for x in _pair(tuple(got), "(mean, half_width)"))
+        mean_got, half_got = (float(x) for x in as_pair(tuple(got), "(mean, half_width)"))
         where = f"with {len(per_seed)} tasks and {n} seeds"
         assert not np.isclose(mean_got, right.mean), (
             f"{where}: give the scores in points, as the table does (accuracy times 100)")

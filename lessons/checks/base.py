@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import wraps
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Mistake:
@@ -38,6 +40,21 @@ class LibraryUnavailable(AssertionError):
 
 
 SWITCHED_OFF = "is switched off while this exercise is checked"
+
+
+def as_array(answer, shape, what):
+    """The answer as a float64 array of `shape`, or an AssertionError that says what it is."""
+    assert answer is not None, f"{what} returned None: return the array"
+    answer = np.asarray(answer, dtype=np.float64)
+    assert answer.shape == shape, f"{what} returned shape {answer.shape}, expected {shape}"
+    return answer
+
+
+def as_pair(answer, what):
+    """The answer, when it is a tuple of two."""
+    assert isinstance(answer, tuple) and len(answer) == 2, (
+        f"return the pair {what}, got {type(answer)}")
+    return answer
 
 
 def show_solutions(on=True):

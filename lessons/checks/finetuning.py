@@ -38,7 +38,7 @@ from minigpt1.layers import (
 from minigpt1.model.gpt import GPT
 from minigpt1.tokenizer.bpe import BPETokenizer
 
-from .base import SWITCHED_OFF, Exercise, Mistake
+from .base import SWITCHED_OFF, Exercise, Mistake, as_array
 
 TOL = 1e-6  # float64: a right gradient agrees to about 1e-9, a wrong one to 1e-2 or worse
 PAIRS = [("It rains.", "The street is wet."), ("O Romeo, Romeo!", "Wherefore art thou?"),
@@ -77,13 +77,6 @@ def random_batch(rng, vocab_size, lengths, n_classes):
     encoded = [EncodedExample(((start, *rng.integers(1, vocab_size, size=n), extract),),
                               int(rng.integers(0, n_classes)), False) for n in lengths]
     return make_batch(encoded)
-
-
-def _as_array(value, shape, what):
-    assert value is not None, f"{what} returned None: return the array"
-    value = np.asarray(value, dtype=np.float64)
-    assert value.shape == shape, f"{what} has shape {value.shape}, expected {shape}"
-    return value
 
 
 def _softmax(logits, axis=-1):
@@ -181,7 +174,7 @@ def check_classify(answer):
     weight, bias = model.params["clf.weight"], model.params["clf.bias"]
     logits = model.scores(batch)  # (B, n): the library's head, dropout off
     expected = _softmax(logits)
-    got = _as_array(answer(h.copy(), batch.extract[:, 0].copy(), weight.copy(), bias.copy()),
+    got = as_array(answer(h.copy(), batch.extract[:, 0].copy(), weight.copy(), bias.copy()),
                     expected.shape, "classify(...)")
     assert np.allclose(got.sum(axis=1), 1.0), (
         "each row of probabilities must sum to 1: the softmax runs over the n classes of one "
@@ -461,7 +454,7 @@ def _choice_result(answer, scores, labels):
     assert got is not None and len(got) == 2, "return a pair: (loss, dscores)"
     loss = float(np.asarray(got[0]).reshape(-1)[0]) if np.size(got[0]) == 1 else None
     assert loss is not None, f"the loss is one number, got an array of shape {np.shape(got[0])}"
-    return loss, _as_array(got[1], scores.shape, "dscores")
+    return loss, as_array(got[1], scores.shape, "dscores")
 
 
 def check_choice_loss(answer):

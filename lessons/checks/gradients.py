@@ -32,16 +32,9 @@ from minigpt1.layers import (
 )
 from minigpt1.layers.dropout import DropoutCache
 
-from .base import SWITCHED_OFF, Exercise, Mistake
+from .base import SWITCHED_OFF, Exercise, Mistake, as_array
 
 TOL = 1e-6  # a right formula lands near 1e-9; a wrong one near 1e-2 or worse
-
-
-def _as_array(answer, shape, what):
-    assert answer is not None, f"{what} returned None: return the array"
-    answer = np.asarray(answer, dtype=np.float64)
-    assert answer.shape == shape, f"{what} returned shape {answer.shape}, expected {shape}"
-    return answer
 
 
 def _unpack(result, names, what):
@@ -233,7 +226,7 @@ def _layernorm_dx_error(answer, weight, seed):
     def backward(dy, cache):
         _, dweight, dbias = layernorm_backward(dy.copy(), cache)  # dx is the student's part
         dx = answer(dy.copy(), cache.xhat.copy(), cache.rstd.copy(), cache.weight.copy())
-        seen.update(xhat=cache.xhat, dx=_as_array(dx, dy.shape, "layernorm_dx(...)"))
+        seen.update(xhat=cache.xhat, dx=as_array(dx, dy.shape, "layernorm_dx(...)"))
         return seen["dx"], dweight, dbias
 
     # dy from another seed than x: were dy = x's own draw, dy would lie in the span of 1 and
@@ -304,10 +297,10 @@ def check_gelu_derivative(answer):
     x = np.random.default_rng(2).standard_normal((5, 7)) * 2.0  # (B, C), tails included
 
     def backward(dy, cache):
-        return dy * _as_array(answer(cache.x.copy()), cache.x.shape, "gelu_derivative(x)")
+        return dy * as_array(answer(cache.x.copy()), cache.x.shape, "gelu_derivative(x)")
 
     err = check_layer(gelu_forward, backward, {"x": x})["x"]
-    at_zero = _as_array(answer(np.zeros(1)), (1,), "gelu_derivative(x)")[0]
+    at_zero = as_array(answer(np.zeros(1)), (1,), "gelu_derivative(x)")[0]
     assert abs(at_zero - 0.5) < 1e-9, (
         f"gelu_derivative(0) = {at_zero:.4f}, but GELU'(0) = 0.5 exactly (tanh(0) = 0): "
         f"check the 0.5 (1 + t) term")
@@ -402,7 +395,7 @@ def check_dropout_backward(answer):
     def backward(dy, cache):
         keep = cache.mask != 0  # (B, T, C) bool, the forward's mask
         dx = answer(dy.copy(), keep.copy(), p)
-        seen.update(dy=dy, keep=keep, dx=_as_array(dx, dy.shape, "dropout_backward_by_hand(...)"))
+        seen.update(dy=dy, keep=keep, dx=as_array(dx, dy.shape, "dropout_backward_by_hand(...)"))
         return seen["dx"]
 
     err = check_layer(forward, backward, {"x": x}, seed=12)["x"]
@@ -453,7 +446,7 @@ def check_cross_entropy_dlogits(answer):
     targets = rng.integers(0, V, size=N)  # (N,)
 
     def student(z):
-        return _as_array(answer(z.copy(), targets.copy()), (N, V), "cross_entropy_dlogits(...)")
+        return as_array(answer(z.copy(), targets.copy()), (N, V), "cross_entropy_dlogits(...)")
 
     def backward(dloss, cache):
         return dloss * student(logits)  # the upstream gradient of a scalar loss is a scalar

@@ -38,21 +38,9 @@ from minigpt1.model.block import BLOCK_PARAM_SHAPES, block_backward, block_forwa
 from minigpt1.model.generate import top_k_filter
 from minigpt1.training.optim import AdamW, adamw_update, warmup_cosine
 
-from .base import SWITCHED_OFF, Exercise, Mistake
+from .base import SWITCHED_OFF, Exercise, Mistake, as_array, as_pair
 
 TOL = 1e-7  # a right answer lands near 1e-9 (finite differences) or 1e-15 (the library)
-
-
-def _as_array(answer, shape, what):
-    assert answer is not None, f"{what} is None: return the array"
-    answer = np.asarray(answer, dtype=np.float64)
-    assert answer.shape == shape, f"{what} has shape {answer.shape}, expected {shape}"
-    return answer
-
-
-def _pair(got, what):
-    assert isinstance(got, tuple) and len(got) == 2, f"return the pair {what}, got {type(got)}"
-    return got
 
 
 def _perturbed(params, rng):
@@ -137,8 +125,8 @@ def check_embedding_grads(answer):
     wte, wpe = rng.standard_normal((V, C)), rng.standard_normal((n_ctx, C))
 
     def student(dh0):
-        got = _pair(answer(dh0.copy(), ids.copy(), V, n_ctx), "(dwte, dwpe)")
-        return _as_array(got[0], (V, C), "dwte"), _as_array(got[1], (n_ctx, C), "dwpe")
+        got = as_pair(answer(dh0.copy(), ids.copy(), V, n_ctx), "(dwte, dwpe)")
+        return as_array(got[0], (V, C), "dwte"), as_array(got[1], (n_ctx, C), "dwpe")
 
     dh0 = rng.standard_normal((*ids.shape, C))  # (B, T, C)
     dwte, dwpe = student(dh0)
@@ -203,11 +191,11 @@ def check_tied_head_grads(answer):
     dlogits = cross_entropy_backward(1.0, head.ce)  # (B, T, V)
 
     def student(dy, h, wte):
-        dh, dwte = _pair(answer(dy.copy(), h.copy(), wte.copy()), "(dh, dwte)")
+        dh, dwte = as_pair(answer(dy.copy(), h.copy(), wte.copy()), "(dh, dwte)")
         assert np.shape(dwte) != (C, V), (
             f"dwte has shape (C, V) = {(C, V)}: transposed. We is (V, C), and so is its "
             "gradient: dlogits^T h, a (V, B*T) @ (B*T, C) product")
-        return _as_array(dh, (B, T, C), "dh"), _as_array(dwte, (V, C), "dwte")
+        return as_array(dh, (B, T, C), "dh"), as_array(dwte, (V, C), "dwte")
 
     dh, dwte = student(dlogits, h, wte)
     assert rel_error(dh, right_dh) < TOL, (
@@ -322,11 +310,11 @@ def check_block_backward(answer):
     _, cache = forward(x, params)
     dh = np.random.default_rng(8).standard_normal(x.shape)  # (B, T, C) the upstream gradient
     right_dx, right = block_backward(dh, cache)
-    got = _pair(answer(dh.copy(), forward(x, params)[1]), "(dx, grads)")  # a cache of its own
+    got = as_pair(answer(dh.copy(), forward(x, params)[1]), "(dx, grads)")  # a cache of its own
     assert isinstance(got[1], dict) and set(got[1]) == set(BLOCK_PARAM_SHAPES), (
         f"grads must be a dict under the block's names {sorted(BLOCK_PARAM_SHAPES)}")
-    dx = _as_array(got[0], x.shape, "dx")
-    grads = {n: _as_array(g, params[n].shape, f"grads[{n!r}]") for n, g in got[1].items()}
+    dx = as_array(got[0], x.shape, "dx")
+    grads = {n: as_array(g, params[n].shape, f"grads[{n!r}]") for n, g in got[1].items()}
     hint = _first_wrong_block_tensor(grads, right, cache, dh)
     assert hint is None, hint
     assert rel_error(dx, right_dx) < TOL, (
@@ -445,11 +433,11 @@ def _wrong_model_tensors(grads, right, model):
 def check_model_grads(answer):
     model = _tiny_model()
     right_loss, right = model.lm_loss_and_grads(MODEL_IDS)
-    loss, grads = _pair(answer(_tiny_model(), MODEL_IDS.copy()), "(loss, grads)")
+    loss, grads = as_pair(answer(_tiny_model(), MODEL_IDS.copy()), "(loss, grads)")
     assert isinstance(grads, dict) and set(grads) == set(model.params), (
         "grads must be a dict with every name of model.params (HuggingFace's names), got "
         f"{sorted(grads) if isinstance(grads, dict) else type(grads)}")
-    grads = {n: _as_array(g, model.params[n].shape, f"grads[{n!r}]") for n, g in grads.items()}
+    grads = {n: as_array(g, model.params[n].shape, f"grads[{n!r}]") for n, g in grads.items()}
     assert loss is not None and math.isclose(loss, right_loss, rel_tol=1e-9), (
         f"loss {loss}, expected {right_loss:.6f}: the mean cross-entropy of the targets "
         "ids[:, 1:] given the inputs ids[:, :-1]")
