@@ -36,8 +36,7 @@ def execute_in_place(path):
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
-    env = {"MINIGPT1_SOLUTIONS": "0"}
-    os.environ.update(env)
+    os.environ["MINIGPT1_SOLUTIONS"] = "0"  # the kernel inherits it: every exercise blank
     os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend: figures become outputs
     client = NotebookClient(notebook, timeout=900, kernel_name="python3", record_timing=False,
                             resources={"metadata": {"path": str(LESSONS)}})

@@ -77,6 +77,14 @@ def test_lesson_is_committed_with_the_outputs_of_its_code(path):
     assert any("image/png" in o.get("data", {}) for o in outputs), f"{path.name} shows no figure"
 
 
+def readme_row(path):
+    """The row of lessons/README.md's table that lists this lesson."""
+    rows = [line for line in (LESSONS / "README.md").read_text().splitlines()
+            if line.startswith(f"| [{path.name}]")]
+    assert rows, f"lessons/README.md's table has no row for {path.name}"
+    return rows[0]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_lesson_states_its_measured_cost_and_never_redefines_a_layer(path):
     notebook = read(path)
@@ -84,8 +92,7 @@ def test_lesson_states_its_measured_cost_and_never_redefines_a_layer(path):
     cost = re.search(r"Run time: about (\d+) s\b.*Memory: about ([\d.]+ [MG]B)", top)
     assert notebook.cells[0].cell_type == "markdown" and cost, (
         f"{path.name}: the first cell says 'Run time: about N s ... Memory: about M MB'")
-    row = next(line for line in (LESSONS / "README.md").read_text().splitlines()
-               if line.startswith(f"| [{path.name}]"))
+    row = readme_row(path)
     assert f"| {cost[1]} s |" in row and f"| {cost[2]} |" in row, (
         f"{path.name} states {cost[1]} s and {cost[2]}; lessons/README.md measured: {row[-40:]}")
     assert int(cost[1]) <= 120, f"{path.name} takes {cost[1]} s: a lesson runs in 2 minutes"
@@ -99,9 +106,9 @@ def test_the_lessons_readme_counts_the_exercises():
     total = re.search(r"(\d+) exercises in all", listing)
     assert total and int(total[1]) == len(checks.EXERCISES), "lessons/README.md: the total"
     for path in NOTEBOOKS:
-        row = next(line for line in listing.splitlines() if line.startswith(f"| [{path.name}]"))
         count = len(exercise_names(read(path)))
-        assert row.split(" | ")[2] == str(count), f"lessons/README.md: {path.name} has {count}"
+        assert readme_row(path).split(" | ")[2] == str(count), (
+            f"lessons/README.md: {path.name} has {count} exercises")
 
 
 def exercise_names(notebook):
@@ -191,9 +198,9 @@ def test_blank_lesson_runs_to_its_last_cell_and_its_prose_numbers_hold(path, les
     assert cells[-1].execution_count == len(cells), f"{path.name} stopped before its end"
     for cell in code_cells(notebook, "check"):
         assert checks.PENDING in printed(cell), f"{path.name}: a blank exercise is not pending"
-    assert not unbacked_numbers(notebook), (
-        f"{path.name} states numbers in prose that its code does not print: "
-        f"{unbacked_numbers(notebook)}; print them from a variable, or drop them")
+    unbacked = unbacked_numbers(notebook)
+    assert not unbacked, (f"{path.name} states numbers in prose that its code does not print: "
+                          f"{unbacked}; print them from a variable, or drop them")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
