@@ -15,6 +15,9 @@ reports its peak resident set (VmHWM) and its resident set just before the first
 """
 
 import argparse
+import dataclasses
+import functools
+import itertools
 import json
 import os
 import statistics
@@ -28,17 +31,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from minigpt1 import GPT, GPTConfig  # noqa: E402
-from minigpt1.backend import device_rng, to_numpy  # noqa: E402
+from minigpt1.backend import to_numpy  # noqa: E402
 from minigpt1.fast.batch_threads import row_shards  # noqa: E402
 from minigpt1.fast.blas import openblas  # noqa: E402
 from minigpt1.fast.process import tune_process  # noqa: E402
 from minigpt1.model.generate import generate  # noqa: E402
 from minigpt1.training.estimate import flops_per_token, matmul_peak  # noqa: E402
+from minigpt1.training.lm_objective import batch_loss_and_grads  # noqa: E402
 from minigpt1.training.optim import AdamW, clip_grad_norm  # noqa: E402
+from minigpt1.training.update import batch_shards  # noqa: E402
 
 tune_process()  # the allocator and BLAS settings of `python -m minigpt1` (fast/process.py)
 
-PRESETS = {  # name -> (GPTConfig overrides of the gpt1 preset, batch size); dropout 0.1 in all
+PRESETS = {  # name -> (GPTConfig overrides of the gpt1 preset, batch size)
     "tiny": (dict(n_layer=4, n_embd=128, n_head=4, n_ctx=128, vocab_size=4096), 16),
     "bench-small": (dict(n_layer=6, n_embd=384, n_head=6, n_ctx=256, vocab_size=8192), 8),
     "gpt1": (dict(), 1),
@@ -156,26 +161,39 @@ def batch_ids(cfg, batch, seed=0):
     return np.random.default_rng(seed).integers(0, cfg.vocab_size, (batch, cfg.n_ctx + 1))
 
 
-def minigpt1_steps(model, ids, seed=0):
-    """{mode: zero-argument callable doing one repeat} for minigpt1."""
-    opt, rng = AdamW(model.params, LR, BETAS, EPS, WD), device_rng(model.device, seed)
+def with_dropout(model, p):
+    """The same model, its weights shared (not copied), with every dropout rate set to p."""
+    cfg = dataclasses.replace(model.cfg, embd_pdrop=p, attn_pdrop=p, resid_pdrop=p)
+    return GPT(cfg, params=model.params)
 
-    def train():
-        _, grads = model.lm_loss_and_grads(ids, train=True, rng=rng)
+
+def minigpt1_steps(model, ids, dropouts, seed=0):
+    """{mode: zero-argument callable doing one repeat} for minigpt1: its training step is the
+    one `python -m minigpt1 pretrain` runs (the batch in shards, one thread per core)."""
+    opt, steps = AdamW(model.params, LR, BETAS, EPS, WD), itertools.count()
+
+    def train(dropped):
+        _, grads = batch_loss_and_grads(dropped, ids, seed, next(steps), len(ids))
         clip_grad_norm(grads, CLIP)
         opt.step(grads)
 
-    return {"train": train, "forward": lambda: model.lm_loss(ids),
+    trains = {train_mode(p): functools.partial(train, with_dropout(model, p)) for p in dropouts}
+    return {**trains, "forward": lambda: model.lm_loss(ids),
             "generate": lambda: generate(model, ids[:1, :PROMPT_LEN], NEW_TOKENS, temperature=0)}
 
 
-def torch_steps(torch, cfg, p, ids, device="cpu"):
+def train_mode(p):
+    """The name of the training mode with dropout p: 'train 0.1', 'train 0'."""
+    return f"train {p:g}"
+
+
+def torch_steps(torch, cfg, p, ids, dropouts=(0.1,), device="cpu"):
     """{mode: zero-argument callable doing one repeat} for the PyTorch reference."""
     tids, opt = torch.from_numpy(ids).to(device), torch_optimizer(torch, p)  # (B, T + 1)
 
-    def train():
+    def train(drop):
         opt.zero_grad(set_to_none=True)
-        torch_loss(torch, p, cfg, tids, cfg.resid_pdrop).backward()
+        torch_loss(torch, p, cfg, tids, drop).backward()
         torch.nn.utils.clip_grad_norm_(list(p.values()), CLIP)
         opt.step()
 
@@ -183,7 +201,8 @@ def torch_steps(torch, cfg, p, ids, device="cpu"):
         with torch.no_grad():
             torch_loss(torch, p, cfg, tids, 0.0)
 
-    return {"train": train, "forward": forward,
+    trains = {train_mode(drop): functools.partial(train, drop) for drop in dropouts}
+    return {**trains, "forward": forward,
             "generate": lambda: torch_generate(torch, p, cfg, tids[:1, :PROMPT_LEN], NEW_TOKENS)}
 
 
@@ -255,9 +274,9 @@ def only(name, framework, threads):
         torch = import_torch()
         torch.set_num_threads(threads)
         p = torch_params(torch, model, share=True)  # no second copy of the weights
-        fn = torch_steps(torch, cfg, p, batch_ids(cfg, batch))["train"]
+        fn = torch_steps(torch, cfg, p, batch_ids(cfg, batch))[train_mode(0.1)]
     else:
-        fn = minigpt1_steps(model, batch_ids(cfg, batch))["train"]
+        fn = minigpt1_steps(model, batch_ids(cfg, batch), [0.1])[train_mode(0.1)]
     before = proc_status_mib("VmRSS")
     for _ in range(2):
         fn()
@@ -272,22 +291,25 @@ def compare(torch, name, args, peaks, threads):
     p = torch_params(torch, model)
     ours, theirs, rel = check_same_loss(torch, cfg, batch, model, p)
     print(f"\n{name}: {cfg.n_layer} layers, C={cfg.n_embd}, {cfg.n_head} heads, "
-          f"T={cfg.n_ctx}, V={cfg.vocab_size}, batch {batch}, dropout {cfg.resid_pdrop}")
+          f"T={cfg.n_ctx}, V={cfg.vocab_size}, batch {batch}")
     print(f"same loss (dropout off): minigpt1 {ours:.6f}, torch {theirs:.6f}, rel {rel:.1e}")
     ids = batch_ids(cfg, batch)
-    ours_fns, torch_fns = minigpt1_steps(model, ids), torch_steps(torch, cfg, p, ids)
+    ours_fns = minigpt1_steps(model, ids, args.dropout)
+    torch_fns = torch_steps(torch, cfg, p, ids, args.dropout)
     same = np.array_equal(ours_fns["generate"](), torch_fns["generate"]().numpy())
     print(f"same greedy tokens from both: {'yes' if same else 'NO'}")
-    shards = len(row_shards(batch, cfg.n_ctx * cfg.n_embd))  # as model.lm_loss splits
-    print(f"minigpt1 forward: the {batch} rows in {shards} thread{'s' * (shards > 1)}")
+    shares = len(row_shards(batch, cfg.n_ctx * cfg.n_embd))  # as model.lm_loss splits
+    shards = len(batch_shards(range(batch), batch, cfg.n_ctx, cfg.n_embd))  # as training does
+    print(f"minigpt1: forward in {shares} share{'s' * (shares > 1)} of the {batch} rows, "
+          f"training in {shards} shard{'s' * (shards > 1)}")
     print(f"{'mode':<10}{'minigpt1 tok/s':>16}{'torch tok/s':>14}{'ratio':>8}"
           f"{'MFU minigpt1':>14}{'MFU torch':>11}")
     flops = flops_per_token(cfg, cfg.n_ctx)
     gen_flops = flops_per_token(cfg, PROMPT_LEN + NEW_TOKENS // 2).forward  # mean context
-    per_mode = {"train": (batch * cfg.n_ctx, flops.training),
+    per_mode = {**{train_mode(drop): (batch * cfg.n_ctx, flops.training) for drop in args.dropout},
                 "forward": (batch * cfg.n_ctx, flops.forward),
                 "generate": (NEW_TOKENS, gen_flops)}
-    for mode in ("train", "forward", "generate"):
+    for mode in per_mode:
         fns = ours_fns[mode], torch_fns[mode]
         t_np, t_torch = time_alternately(fns, args.warmup, args.steps)
         tokens, per_token = per_mode[mode]
@@ -307,6 +329,8 @@ def main(argv=None):
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     parser.add_argument("--steps", type=int, default=5, help="timed repeats per mode")
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--dropout", type=float, nargs="+", default=[0.1, 0.0],
+                        help="dropout rates to time training at (default: 0.1 and 0)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     parser.add_argument("--only", choices=["minigpt1", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
@@ -330,8 +354,9 @@ def main(argv=None):
           f"generate = batch 1, {PROMPT_LEN}-token prompt + {NEW_TOKENS} greedy tokens, "
           f"KV cache in both; ratio = minigpt1 / torch tokens/s")
     if openblas() is not None:
-        print(f"minigpt1's forward runs a batch's rows in up to {threads} threads, each calling "
-              "single-threaded BLAS (minigpt1/fast/batch_threads.py); its training step does not")
+        print(f"minigpt1 runs a batch's rows in up to {threads} threads, each calling "
+              "single-threaded BLAS (minigpt1/fast/batch_threads.py): its forward in one share "
+              "per thread, its training step in shards fixed by the batch")
     for name in args.presets:
         compare(torch, name, args, peaks, threads)
     return 0

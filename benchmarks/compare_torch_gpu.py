@@ -31,6 +31,7 @@ from compare_torch import (  # noqa: E402
     torch_matmul_peak,
     torch_params,
     torch_steps,
+    train_mode,
 )
 
 from minigpt1 import GPT, GPTConfig, backend  # noqa: E402
@@ -85,7 +86,8 @@ def main(argv=None):
     print(f"same loss (dropout off): minigpt1 {ours:.6f}, torch {theirs:.6f}, rel {rel:.1e}")
 
     ids = batch_ids(cfg, args.batch)
-    fns = minigpt1_steps(model, ids), torch_steps(torch, cfg, p, ids, device="cuda")
+    drop = cfg.resid_pdrop
+    fns = minigpt1_steps(model, ids, [drop]), torch_steps(torch, cfg, p, ids, [drop], "cuda")
 
     def sync():
         cupy.cuda.Device().synchronize()
@@ -94,7 +96,7 @@ def main(argv=None):
     flops = flops_per_token(cfg, cfg.n_ctx)
     gen_flops = flops_per_token(cfg, PROMPT_LEN + NEW_TOKENS // 2).forward  # mean context
     tokens = args.batch * cfg.n_ctx
-    per_mode = {"train": (tokens, flops.training), "forward": (tokens, flops.forward),
+    per_mode = {train_mode(drop): (tokens, flops.training), "forward": (tokens, flops.forward),
                 "generate": (NEW_TOKENS, gen_flops)}
     print(f"{'mode':<10}{'minigpt1 tok/s':>16}{'torch tok/s':>14}{'ratio':>8}"
           f"{'MFU minigpt1':>14}{'MFU torch':>11}")

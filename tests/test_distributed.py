@@ -1,9 +1,9 @@
 """Data parallelism (minigpt1/distributed.py) with 2 ranks started by mpiexec.
 
 The contract: N ranks sharing an update's batch compute the update one process computes from
-the same batch, so their weights are those of one process with gradient accumulation over
-the same micro-batches (bit for bit, dropout on), and those of one process with the whole
-batch at once (float64, to rounding). Runs resume exactly; a dead or hung rank stops them all.
+the same batch, so their weights are those of one process cutting the batch into the same
+shards (bit for bit, dropout on, when each rank holds a power of two of them), and those of
+one process in other shards (float64, to rounding). Runs resume exactly; a dead or hung rank stops them all.
 """
 
 import json
@@ -85,11 +85,13 @@ def worker_run(mpiexec, tmp_path, name, *args, ranks=2):
 
 
 @pytest.mark.mpi
-def test_two_ranks_equal_one_process_accumulating_the_same_micro_batches(mpiexec, tmp_path):
-    common = ["--steps", "4", "--batch", "4", "--dropout", "0.1"]
-    two = worker_run(mpiexec, tmp_path, "two", *common, "--micro", "2")
-    one = reference(tmp_path, "one", *common, "--micro", "2")  # 2 micro-batches of 2
-    for name in one.files:  # dropout included: each micro-batch draws the same masks
+def test_two_ranks_equal_one_process_in_the_same_shards_bit_for_bit(mpiexec, tmp_path):
+    """Shards of 2 sequences: 2 per rank, 4 in one process, added in the same tree; each
+    sequence draws the same dropout masks wherever it runs."""
+    common = ["--steps", "4", "--batch", "8", "--dropout", "0.1", "--micro", "2"]
+    two = worker_run(mpiexec, tmp_path, "two", *common)
+    one = reference(tmp_path, "one", *common)
+    for name in one.files:
         np.testing.assert_array_equal(two[name], one[name], err_msg=name)
 
 

@@ -1,13 +1,16 @@
-"""Spreading a batch's rows over the CPU's cores, for passes without gradients.
+"""Spreading a batch's rows over the CPU's cores.
 
 NumPy runs every element-wise operation (exp, tanh, the passes of LayerNorm and softmax) on
-one core; only the matrix products use BLAS's threads. In a forward pass the sequences of a
-batch never meet, so its rows can run in one thread per core instead, each thread calling a
-single-threaded BLAS: NumPy releases the GIL inside its loops, so every pass then uses every
-core. On 2 cores evaluation got 1.2 to 1.4 times faster with it and three smaller changes
-(docs/speed.md).
-Training does not split its batch this way: its dropout masks would then depend on how many
-cores the machine has.
+one core; only the matrix products use BLAS's threads. The sequences of a batch never meet
+before the gradients are summed, so its rows can run in one thread per core instead, each
+thread calling a single-threaded BLAS: NumPy releases the GIL inside its loops, so every pass
+then uses every core (docs/speed.md).
+
+- `map_row_shards` (evaluation) cuts the rows into one share per thread: a row's numbers do
+  not depend on its neighbours, so the loss is the same however many shares there are.
+- `run_in_order` (training) runs a list of shards fixed by the batch, never by the core count
+  (training/update.py), at most one per thread at a time, and hands their results to the
+  caller in the list's order: the gradients are then summed in the same order on any machine.
 
 It needs a BLAS whose thread count can be changed while running: two threads that each call
 a multi-threaded BLAS fight over its thread pool and run slower than one. NumPy's own
@@ -18,7 +21,9 @@ machine under mpiexec), `map_row_shards` simply runs its function once, on every
 
 import os
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 
 from .blas import openblas
 
@@ -41,32 +46,77 @@ def row_shards(n_rows, elements_per_row):
 
     A single slice when there is no OpenBLAS to switch, one thread, or too little work.
     """
-    blas = openblas()
-    threads = blas.get() if blas is not None else 1
+    threads = blas_threads()
     by_work = n_rows * elements_per_row // MIN_SHARD_ELEMENTS
     workers = max(1, min(threads, n_rows, by_work))
     return [slice(n_rows * i // workers, n_rows * (i + 1) // workers) for i in range(workers)]
 
 
-def map_row_shards(fn, n_rows, elements_per_row):
-    """[fn(rows) for rows in row_shards(...)], the shards run at once in threads.
+def blas_threads():
+    """How many threads NumPy's BLAS runs, which is how many shards may run at once; 1 when
+    its count cannot be switched (the shards then run one after another)."""
+    blas = openblas()
+    return blas.get() if blas is not None else 1
 
-    fn must only read shared state. Meanwhile BLAS runs one thread per call (it affects every
-    thread of the process), and it gets its thread count back afterwards.
-    """
-    shards = row_shards(n_rows, elements_per_row)
-    if len(shards) == 1:
-        return [fn(shards[0])]
+
+@contextmanager
+def single_threaded_blas():
+    """BLAS on one thread inside the block (it affects every thread of the process), one
+    switch at a time; its thread count back afterwards, on Ctrl-C too."""
     blas = openblas()
     with _switching:
         threads = blas.get()
         blas.set(1)
+        try:
+            yield
+        finally:
+            blas.set(threads)
+
+
+def settle(futures):
+    """Wait for every future, cancelling those not started: none may still run afterwards."""
+    for future in futures:
+        future.cancel()
+    wait(futures)
+
+
+def map_row_shards(fn, n_rows, elements_per_row):
+    """[fn(rows) for rows in row_shards(...)], the shards run at once in threads.
+
+    fn must only read shared state.
+    """
+    shards = row_shards(n_rows, elements_per_row)
+    if len(shards) == 1:
+        return [fn(shards[0])]
+    with single_threaded_blas():
         futures = [pool().submit(fn, rows) for rows in shards]
         try:
             wait(futures)
-        finally:  # on Ctrl-C too: no shard may still run when BLAS gets its threads back
-            for future in futures:
-                future.cancel()
-            wait(futures)
-            blas.set(threads)
+        finally:
+            settle(futures)
     return [future.result() for future in futures]
+
+
+def run_in_order(fn, items, consume):
+    """consume(fn(item)) for each item, in the items' order, on the calling thread.
+
+    fn runs on up to blas_threads() items at once, each in a thread with single-threaded
+    BLAS; fn must only read shared state. One item, or one thread, runs in the caller with
+    BLAS as it is.
+    """
+    threads = min(blas_threads(), len(items))
+    if threads == 1:
+        for item in items:
+            consume(fn(item))
+        return
+    with single_threaded_blas():
+        running = deque(pool().submit(fn, item) for item in items[:threads])
+        waiting = deque(items[threads:])
+        try:
+            while running:
+                result = running.popleft().result()
+                if waiting:  # keep every thread busy while the oldest result is consumed
+                    running.append(pool().submit(fn, waiting.popleft()))
+                consume(result)
+        finally:
+            settle(running)

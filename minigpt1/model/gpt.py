@@ -188,18 +188,19 @@ class GPT:
         logp = backend.module_for(self.device).concatenate(shards)  # (B*(T-1),)
         return float(-(scale * logp).sum())
 
-    def lm_loss_and_grads(self, ids, mask=None, train=False, rng=None):
+    def lm_loss_and_grads(self, ids, mask=None, train=False, rng=None, scale=1.0):
         """L1 on ids (B, T): predict ids[:, 1:] from ids[:, :-1]; returns (loss, grads).
 
         The loss is the mean cross-entropy over predicted positions whose target is unmasked
         (`mask` (B, T) aligned with ids, 1 = counts; mask[:, 0] is never a target), the
         convention of HuggingFace's shifted labels and of the original fine-tuning code.
         The last token is only a target, so T may be n_ctx + 1: a window of n_ctx inputs.
+        `scale` multiplies the loss and every gradient: ids' share of a larger batch.
         """
         loss, head, body = self._lm_forward(ids, mask, train, rng)
-        dh, dwte = self.lm_head_backward(1.0, head)  # seeded with dL/dL = 1
+        dh, dwte = self.lm_head_backward(scale, head)  # seeded with d(scale L)/dL = scale
         grads = self.body_backward(dh, body, dwte)  # the embedding adds its share into dwte
-        return float(loss), grads
+        return scale * float(loss), grads
 
     def _lm_inputs(self, ids, mask):
         """ids checked and on the device; the mask of the targets ids[:, 1:] (or None)."""

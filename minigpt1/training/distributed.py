@@ -8,10 +8,12 @@ Every rank holds the whole model. For each update of B sequences:
     g       = g_0 + g_1 + ... + g_(N-1)                    ONE all-reduce of one flat buffer
     clip(g); AdamW(g)                                     the same g everywhere: the same weights
 
-So N ranks compute what one process computes from the same B sequences, accumulating
-micro-batches of min(--micro-batch-size, B/N): bit for bit when each rank runs one micro-batch,
-to rounding otherwise (tests/test_distributed.py). --batch-size is the update's batch whatever
-N is: more ranks make an update faster, they do not change it.
+So N ranks compute what one process computes from the same B sequences. Pre-training cuts
+each rank's share into the shards one process would cut (update.batch_shards, at most
+min(--micro-batch-size, B/N) sequences each) and every sequence draws its own dropout masks:
+bit for bit when each rank holds a power of two of the shards one process adds in its tree
+(two ranks: their halves), to rounding otherwise (tests/test_distributed.py). --batch-size
+is the update's batch whatever N is: more ranks make an update faster, they do not change it.
 
 Rank 0 alone reads the data and the run folder and writes checkpoints, metrics and progress;
 the others are silent on stdout and receive what they need (configs, token ids, weights,

@@ -1,10 +1,15 @@
 """What one optimizer update needs, whichever objective it minimises: its random seeds, the
-batch split into micro-batches (and over ranks), the mean of their gradients, and the
-clipping that also catches a loss or gradient gone NaN.
+batch split into micro-batches or shards (and over ranks), the sum of their gradients, and
+the clipping that also catches a loss or gradient gone NaN.
 
-Everything random in an update is drawn from generators seeded by (seed, step, stream), never
-from state carried over from the previous update. So a run resumed from the checkpoint of step
-s draws exactly the batches and dropout masks the uninterrupted run drew at step s + 1.
+Everything random in an update is drawn from generators seeded by (seed, step, stream) or
+keyed by (seed, step, sequence) (dropout_streams.py), never from state carried over from the
+previous update. So a run resumed from the checkpoint of step s draws exactly the batches and
+dropout masks the uninterrupted run drew at step s + 1.
+
+Pre-training cuts its batch into shards fixed by the batch, runs them on every core, and adds
+their gradients in one fixed tree, so that its numbers do not depend on the machine.
+Fine-tuning runs its micro-batches one after another and adds them in order.
 """
 
 import math
@@ -12,8 +17,11 @@ import math
 import numpy as np
 
 from .. import backend
+from ..fast.batch_threads import run_in_order
 from .estimate import check_fits
 from .optim import clip_grad_norm
+
+SHARD_ELEMENTS = 1 << 16  # tokens x channels per shard: enough work to pay for its thread
 
 
 class Diverged(RuntimeError):
@@ -46,6 +54,70 @@ def mean_over_micro_batches(sizes, loss_and_grads, total=None):
             for name, g in micro_grads.items():
                 grads[name] += share * g
     return loss, grads
+
+
+def batch_shards(rows, micro_batch_size, tokens, channels):
+    """The shards a rank's `rows` of the batch (a range of its sequence numbers) run in: runs
+    of `per_shard` consecutive sequences, the last one maybe shorter.
+
+    They depend on the batch alone, never on the machine: per_shard is the largest divisor of
+    the micro-batch size that holds at most SHARD_ELEMENTS tokens x channels (at least one
+    sequence). Each rank's share is a whole number of micro-batches (rank_micro_batches), so
+    every rank cuts its rows where one process would cut the whole batch.
+    """
+    fits = max(1, SHARD_ELEMENTS // (tokens * channels))  # sequences that fill a shard
+    per_shard = max(d for d in range(1, micro_batch_size + 1)
+                    if micro_batch_size % d == 0 and d <= fits)
+    return [range(a, min(a + per_shard, rows.stop)) for a in range(rows.start, rows.stop,
+                                                                    per_shard)]
+
+
+class PairwiseSum:
+    """The sum of (loss, grads) terms given one at a time, always in the same binary tree:
+
+        ((t0 + t1) + (t2 + t3)) + ((t4 + t5) + (t6 + t7))
+
+    Floating-point addition is not associative, so the order is part of the result. One
+    fixed tree makes the sum of a batch's shards the same whether they ran one after another,
+    in threads, or on two ranks (each rank's half is a subtree when it holds a power of two
+    shards, and the all-reduce of two ranks adds the two halves). Only the terms waiting to
+    be paired are kept: at most log2(number of terms) of them.
+    """
+
+    def __init__(self):
+        self.waiting = []  # (number of terms summed, (loss, grads)), largest first
+
+    def add(self, term):
+        count = 1
+        while self.waiting and self.waiting[-1][0] == count:
+            done, left = self.waiting.pop()
+            term, count = self.pair(left, term), count + done
+        self.waiting.append((count, term))
+
+    def total(self):
+        _, term = self.waiting.pop()
+        while self.waiting:  # a number of terms that is not a power of two
+            term = self.pair(self.waiting.pop()[1], term)
+        return term
+
+    @staticmethod
+    def pair(left, right):
+        """left + right, added into left's gradients."""
+        for name, g in right[1].items():
+            left[1][name] += g
+        return left[0] + right[0], left[1]
+
+
+def sum_over_shards(loss_and_grads, shards, device):
+    """PairwiseSum of loss_and_grads(rows) over the shards; on the CPU the shards run in one
+    thread per core (fast/batch_threads.py), their results added in the shards' order."""
+    total = PairwiseSum()
+    if device == "cpu":
+        run_in_order(loss_and_grads, shards, total.add)
+    else:  # one GPU already runs each shard's work in parallel
+        for rows in shards:
+            total.add(loss_and_grads(rows))
+    return total.total()
 
 
 def first_non_finite(arrays):

@@ -1,0 +1,51 @@
+"""Dropout masks that belong to a sequence, not to the thread or rank that happens to run it.
+
+A training step splits its batch into shards that run on several cores (update.py). If the
+shards drew their dropout masks from one shared generator, the masks would depend on which
+shard asked first, and so on the number of cores. Instead every mask is drawn one sequence at
+a time from Philox, a counter-based generator: its numbers are a fixed function of a key and
+a counter, with no state carried from one draw to the next,
+
+    u[b] = Philox(key = seed, counter = (n, site, b, step)),   n = 1, 2, ...   uniform in [0, 1)
+
+for sequence b of the update's batch. `site` numbers the dropouts of one forward pass in the
+order they run (the embedding's, then each block's in turn), so it stands for (layer, which
+dropout of the layer). Sequence 5's masks at step 12 are the same whether it ran alone or
+beside sequence 4, on thread 1 or on rank 3: a student's loss curve is the same on any laptop
+for the same seed. A run resumed at step s draws step s's masks as the uninterrupted run did.
+
+On a GPU the masks are drawn on the device, for a whole shard at once, from a generator
+seeded by (seed, step, the shard's first sequence, its size, site): still independent of the
+number of ranks, but not of how many sequences a shard holds.
+"""
+
+import numpy as np
+
+from .. import backend
+
+
+class DropoutStreams:
+    """A random generator for `dropout_forward` (it calls `.random(shape, dtype)`) that draws
+    the rows of each array from the streams of the batch's sequences `rows` (a range)."""
+
+    def __init__(self, seed, step, rows, device="cpu"):
+        self.seed, self.step, self.rows, self.device = seed, step, rows, device
+        self.key = np.random.SeedSequence(seed).generate_state(2, np.uint64)  # Philox's key
+        self.site = 0  # the next dropout of the forward pass
+
+    def random(self, shape, dtype=np.float64):
+        """Uniform numbers of `shape` (len(rows), ...): row i from sequence rows[i]'s stream."""
+        if shape[0] != len(self.rows):
+            raise ValueError(f"an array of {shape[0]} rows drawn from the streams of "
+                             f"{len(self.rows)} sequences")
+        site, self.site = self.site, self.site + 1
+        if self.device == "cuda":
+            seed = np.random.SeedSequence(
+                [self.seed, self.step, self.rows.start, len(self.rows), site])
+            return backend.device_rng("cuda", int(seed.generate_state(1)[0])).random(
+                shape, dtype=dtype)
+        out = np.empty(shape, dtype=dtype)  # (rows, ...)
+        for i, sequence in enumerate(self.rows):
+            philox = np.random.Philox(key=self.key, counter=[0, site, sequence, self.step])
+            np.random.Generator(philox).random(shape[1:], dtype=dtype, out=out[i])
+        return out

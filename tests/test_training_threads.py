@@ -1,0 +1,155 @@
+"""A training step on every core that gives the same numbers on any number of them: the batch
+in shards fixed by the batch (training/update.py), run in threads (fast/batch_threads.py),
+each sequence's dropout masks from its own counter-based stream (training/dropout_streams.py),
+the shards' gradients added in one fixed tree (PairwiseSum)."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from minigpt1 import GPT, GPTConfig
+from minigpt1.training.dropout_streams import DropoutStreams
+from minigpt1.training.lm_objective import TrainConfig, train_step
+from minigpt1.training.optim import AdamW
+from minigpt1.training.update import PairwiseSum, batch_shards
+from tests.test_threads import linux_openblas
+
+CFG = GPTConfig.preset("tiny", n_layer=2, n_embd=32, n_head=4, n_ctx=16, vocab_size=60,
+                       embd_pdrop=0.1, attn_pdrop=0.1, resid_pdrop=0.1)
+IDS = np.random.default_rng(0).integers(0, CFG.vocab_size, size=2000)
+
+
+def train(threads, steps=3, seed=4, batch=8, micro=8, dtype="float32"):
+    """(losses, weights) after `steps` updates with NumPy's BLAS on `threads` threads."""
+    blas = linux_openblas()
+    before = blas.get()
+    blas.set(threads)
+    try:
+        model = GPT(CFG, seed=1, dtype=dtype)
+        optimizer = AdamW(model.params, lr=1e-2, weight_decay=0.01)
+        tcfg = TrainConfig(batch_size=batch, micro_batch_size=micro, seed=seed)
+        losses = [train_step(model, optimizer, IDS, step, 1e-2, tcfg, CFG.n_ctx)[0]
+                  for step in range(steps)]
+    finally:
+        blas.set(before)
+    return losses, model.params
+
+
+class ShardRecorder:
+    """Which threads the shards ran on, and the most that ran at once."""
+
+    def __init__(self):
+        self.names, self.running, self.most = set(), 0, 0
+        self.lock = threading.Lock()
+
+    def run(self, fn):
+        with self.lock:
+            self.names.add(threading.current_thread().name)
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            return fn()
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def record_shards(patch):
+    """A ShardRecorder that sees every shard's call to the model while `patch` holds."""
+    shards = ShardRecorder()
+    real = GPT.lm_loss_and_grads
+    patch.setattr(GPT, "lm_loss_and_grads", lambda self, *args, **kwargs: shards.run(
+        lambda: real(self, *args, **kwargs)))
+    return shards
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_weights_after_training_are_bit_identical_on_1_2_and_4_threads(dtype, monkeypatch):
+    # 8 sequences of 16 tokens x 32 channels would fit one shard; micro-batches of 2 cap the
+    # shards at 2 sequences: 4 shards per update, run 1, 2 or 4 at a time
+    runs = {}
+    for threads in (1, 2, 4):
+        with monkeypatch.context() as patch:
+            shards = record_shards(patch)
+            runs[threads] = train(threads, micro=2, dtype=dtype)
+        if threads == 1:
+            assert shards.names == {threading.main_thread().name}
+        else:
+            assert len(shards.names) > 1 and 1 < shards.most <= threads
+    losses, weights = runs[1]
+    for threads in (2, 4):
+        assert runs[threads][0] == losses
+        for name, w in weights.items():
+            np.testing.assert_array_equal(runs[threads][1][name], w, err_msg=name)
+
+
+def test_the_same_run_with_another_seed_or_micro_batch_differs():
+    """The equalities above could not hold by accident: the seed changes the masks, and other
+    shards add the gradients in another order."""
+    base = train(2, micro=2)
+    assert train(2, micro=2, seed=5)[0] != base[0]
+    other = train(2, micro=4)[1]
+    assert any(not np.array_equal(other[name], w) for name, w in base[1].items())
+
+
+def test_each_sequence_draws_its_masks_whatever_shard_holds_it():
+    whole = DropoutStreams(7, 3, range(0, 4))
+    halves = DropoutStreams(7, 3, range(0, 2)), DropoutStreams(7, 3, range(2, 4))
+    for shape in [(4, 5, 6), (4, 1, 6)]:
+        drawn = whole.random(shape, np.float32)
+        split = np.concatenate([h.random((2, *shape[1:]), np.float32) for h in halves])
+        np.testing.assert_array_equal(drawn, split)
+        assert drawn.dtype == np.float32 and 0.0 <= drawn.min() and drawn.max() < 1.0
+    # the next dropout of the pass, another step, another seed: other numbers
+    first = DropoutStreams(7, 3, range(0, 1)).random((1, 64), np.float64)
+    for streams in [DropoutStreams(7, 4, range(0, 1)), DropoutStreams(8, 3, range(0, 1))]:
+        assert not np.array_equal(streams.random((1, 64), np.float64), first)
+    again = DropoutStreams(7, 3, range(0, 1))
+    again.random((1, 64), np.float64)
+    assert not np.array_equal(again.random((1, 64), np.float64), first)
+    with pytest.raises(ValueError, match="3 rows drawn from the streams of 4 sequences"):
+        whole.random((3, 5), np.float32)
+
+
+def test_shards_depend_on_the_batch_and_every_rank_cuts_where_one_process_does():
+    # 64 tokens x 64 channels: 16 sequences fill a shard; the micro-batch of 12 caps it at 12's
+    # largest divisor that fits, 12; a micro-batch of 8 gives shards of 8
+    assert batch_shards(range(0, 24), 12, 64, 64) == [range(0, 12), range(12, 24)]
+    assert batch_shards(range(0, 24), 8, 64, 64) == [range(0, 8), range(8, 16), range(16, 24)]
+    # long sequences: one per shard
+    assert batch_shards(range(0, 3), 4, 512, 768) == [range(0, 1), range(1, 2), range(2, 3)]
+    # a rank's share (rows 8..16 of 16, micro-batches of 4) is cut as the whole batch is
+    whole = batch_shards(range(0, 16), 4, 64, 512)
+    assert batch_shards(range(8, 16), 4, 64, 512) == [s for s in whole if s.start >= 8]
+    # one process may end on a shorter micro-batch: the last shard is shorter too
+    assert batch_shards(range(0, 5), 4, 256, 256) == [range(0, 1), range(1, 2), range(2, 3),
+                                                       range(3, 4), range(4, 5)]
+
+
+def terms(values):
+    return [(float(v), {"g": np.array([v], dtype=np.float32)}) for v in values]
+
+
+def test_pairwise_sum_adds_in_one_fixed_tree():
+    values = np.float32([1e8, 1.0, -1e8, 1.0, 3.0, 1e-3, 7.0, -2.5])
+    total = PairwiseSum()
+    for term in terms(values):
+        total.add(term)
+    loss, grads = total.total()
+    a, b, c, d, e, f, g, h = values
+    assert grads["g"][0] == ((a + b) + (c + d)) + ((e + f) + (g + h))
+    assert grads["g"][0] != np.float32(((((((a + b) + c) + d) + e) + f) + g) + h)  # order shows
+    # each half summed apart (as two ranks do) and then added: the same bits
+    halves = []
+    for part in (values[:4], values[4:]):
+        half = PairwiseSum()
+        for term in terms(part):
+            half.add(term)
+        halves.append(half.total()[1]["g"][0])
+    assert halves[0] + halves[1] == grads["g"][0]
+    # a number of terms that is not a power of two: the leftover subtrees join from the right
+    three = PairwiseSum()
+    for term in terms(values[:3]):
+        three.add(term)
+    assert three.total()[1]["g"][0] == (a + b) + c
