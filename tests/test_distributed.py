@@ -3,7 +3,8 @@
 The contract: N ranks sharing an update's batch compute the update one process computes from
 the same batch, so their weights are those of one process cutting the batch into the same
 shards (bit for bit, dropout on, when each rank holds a power of two of them), and those of
-one process in other shards (float64, to rounding). Runs resume exactly; a dead or hung rank stops them all.
+one process in other shards (float64, to rounding). Runs resume exactly; a dead or hung rank
+stops them all.
 """
 
 import json
