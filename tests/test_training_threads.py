@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from minigpt1 import GPT, GPTConfig
+from minigpt1 import GPT, GPTConfig, backend
 from minigpt1.training.dropout_streams import DropoutStreams
 from minigpt1.training.lm_objective import TrainConfig, train_step
 from minigpt1.training.optim import AdamW
@@ -153,3 +153,14 @@ def test_pairwise_sum_adds_in_one_fixed_tree():
     for term in terms(values[:3]):
         three.add(term)
     assert three.total()[1]["g"][0] == (a + b) + c
+
+
+def test_streams_draw_on_the_models_device_the_same_numbers_for_the_same_key(device):
+    def draw(step):
+        return backend.to_numpy(DropoutStreams(2, step, range(3, 5), device).random(
+            (2, 4, 6), np.float32))
+
+    first = draw(0)
+    assert first.dtype == np.float32 and first.shape == (2, 4, 6)
+    np.testing.assert_array_equal(draw(0), first)
+    assert not np.array_equal(draw(1), first)

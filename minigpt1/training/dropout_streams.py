@@ -20,9 +20,9 @@ Sixteen bits per number are plenty for a dropout rate (p counts as the next mult
 them: 262,144 uniform numbers cost 0.48 ms here, as many as float32 numbers from NumPy's
 default generator (PCG64), where Philox's own float32 numbers take 0.76 ms.
 
-On a GPU the masks are drawn on the device, for a whole shard at once, from a generator
-seeded by (seed, step, the shard's first sequence, its size, site): still independent of the
-number of ranks, but not of how many sequences a shard holds.
+On a GPU the masks are drawn on the device, for a whole shard at once, from one generator
+per shard seeded by (seed, step, the shard's first sequence, its size): still independent of
+the number of ranks, but not of how many sequences a shard holds.
 """
 
 import math
@@ -37,18 +37,18 @@ class DropoutStreams:
     the rows of each array from the streams of the batch's sequences `rows` (a range)."""
 
     def __init__(self, seed, step, rows, device="cpu"):
-        self.seed, self.step, self.rows, self.device = seed, step, rows, device
+        self.step, self.rows, self.device = step, rows, device
         self.key = np.random.SeedSequence(seed).generate_state(2, np.uint64)  # Philox's key
         self.site = 0  # the next dropout of the forward pass
+        if device == "cuda":
+            shard = np.random.SeedSequence([seed, step, rows.start, len(rows)])
+            self.on_device = backend.device_rng("cuda", int(shard.generate_state(1)[0]))
 
     def random(self, shape, dtype=np.float64):
         """Uniform numbers of `shape` (len(rows), ...): row i from sequence rows[i]'s stream."""
         site = self.next_site(shape)
         if self.device == "cuda":
-            seed = np.random.SeedSequence(
-                [self.seed, self.step, self.rows.start, len(self.rows), site])
-            return backend.device_rng("cuda", int(seed.generate_state(1)[0])).random(
-                shape, dtype=dtype)
+            return self.on_device.random(shape, dtype=dtype)
         k = np.empty(shape, dtype=np.uint16)  # (rows, ...)
         per_row = math.prod(shape[1:])
         for i, sequence in enumerate(self.rows):
