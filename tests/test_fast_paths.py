@@ -18,6 +18,7 @@ import pytest
 from minigpt1 import backend
 from minigpt1.backend import FAST_PATHS, PLAIN
 from minigpt1.fast.attention import QUERY_BLOCK, attention_forward_by_blocks
+from minigpt1.fast.batch_threads import products_in_blocks
 from minigpt1.gradcheck import check_layer, failures
 from minigpt1.layers import (
     attention_backward,
@@ -30,6 +31,7 @@ from minigpt1.layers import (
     gelu_forward,
     layernorm_backward,
     layernorm_forward,
+    matrix_product,
 )
 from minigpt1.layers.attention import causal_softmax
 from minigpt1.layers.cross_entropy import target_log_probs
@@ -147,8 +149,9 @@ def run_embedding(device, dtype):
 
 @case("adamw_update")
 def run_adamw(device, dtype):
-    # a matrix (decays) over more than two CPU slices of 65,536, and a vector (never decays)
-    params = {"w": on(device, host(3, 43_733, seed=0, scale=0.02), dtype),
+    # a matrix (decays) over five CPU slices of 65,536, the last one short: enough to be shared
+    # out over the cores; and a vector (never decays)
+    params = {"w": on(device, host(5, 65_537, seed=0, scale=0.02), dtype),
               "b": on(device, host(1001, seed=1, scale=0.02), dtype)}
     opt = AdamW(params, lr=1e-2, eps=1e-8, weight_decay=0.1)
     for step in range(3):
@@ -157,6 +160,18 @@ def run_adamw(device, dtype):
         opt.step({name: on(device, g, dtype) for name, g in grads.items()})
     return {**params, **{f"m.{n}": m for n, m in opt.m.items()},
             **{f"v.{n}": v for n, v in opt.v.items()}}
+
+
+@case("matrix_product")
+def run_matrix_product(device, dtype):
+    outputs = {}
+    with products_in_blocks(2):  # as in a training step of one shard
+        # the largest size M, N or K (cut in 4 blocks, one short), a transposed operand, a
+        # product too small to cut
+        for M, K, N in [(1027, 64, 96), (64, 96, 1027), (96, 1027, 64), (8, 8, 8)]:
+            a, b = host(M, K, seed=M), host(N, K, seed=N).T
+            outputs[f"{M}x{K}x{N}"] = matrix_product(on(device, a, dtype), on(device, b, dtype))
+    return outputs
 
 
 class Counted:

@@ -10,7 +10,15 @@ where CuPy is installed; they compile on their first call.
 """
 
 from .. import backend
-from . import adamw, attention, cross_entropy, embedding, gelu, layernorm  # noqa: F401
+from . import (  # noqa: F401
+    adamw,
+    attention,
+    cross_entropy,
+    embedding,
+    gelu,
+    layernorm,
+    products,
+)
 
 if backend.cupy is not None:
     from . import cuda_kernels  # noqa: F401

@@ -32,6 +32,7 @@ MIN_SHARD_ELEMENTS = 1 << 15  # rows x tokens x channels a shard needs to pay fo
 
 _pools = {}  # process id -> its thread pool
 _switching = threading.Lock()  # one split at a time: each sets the process-wide BLAS count
+_blocks = None  # (thread id, threads) while that thread's products cut themselves in blocks
 
 
 def pool():
@@ -62,8 +63,12 @@ def blas_threads():
 @contextmanager
 def single_threaded_blas():
     """BLAS on one thread inside the block (it affects every thread of the process), one
-    switch at a time; its thread count back afterwards, on Ctrl-C too."""
+    switch at a time; its thread count back afterwards, on Ctrl-C too. Nothing to switch
+    without OpenBLAS."""
     blas = openblas()
+    if blas is None:
+        yield
+        return
     with _switching:
         threads = blas.get()
         blas.set(1)
@@ -71,6 +76,24 @@ def single_threaded_blas():
             yield
         finally:
             blas.set(threads)
+
+
+@contextmanager
+def products_in_blocks(threads):
+    """While the block runs, the calling thread's matrix products cut themselves into blocks
+    over `threads` threads (products.py)."""
+    global _blocks
+    _blocks = (threading.get_ident(), threads)
+    try:
+        yield
+    finally:
+        _blocks = None
+
+
+def block_threads():
+    """The threads this thread's matrix products may use now, or None (products_in_blocks)."""
+    blocks = _blocks
+    return blocks[1] if blocks is not None and blocks[0] == threading.get_ident() else None
 
 
 def settle(futures):
@@ -89,34 +112,49 @@ def map_row_shards(fn, n_rows, elements_per_row):
     if len(shards) == 1:
         return [fn(shards[0])]
     with single_threaded_blas():
-        futures = [pool().submit(fn, rows) for rows in shards]
-        try:
-            wait(futures)
-        finally:
-            settle(futures)
+        return map_in_threads(fn, shards)
+
+
+def map_in_threads(fn, items):
+    """[fn(item) for item in items], each item in a thread of the pool, all at once."""
+    futures = [pool().submit(fn, item) for item in items]
+    try:
+        wait(futures)
+    finally:
+        settle(futures)
     return [future.result() for future in futures]
 
 
 def run_in_order(fn, items, consume):
     """consume(fn(item)) for each item, in the items' order, on the calling thread.
 
-    fn runs on up to blas_threads() items at once, each in a thread with single-threaded
-    BLAS; fn must only read shared state. One item, or one thread, runs in the caller with
-    BLAS as it is.
+    BLAS runs one thread throughout. fn runs on up to blas_threads() items at once, each in
+    a thread of the pool; fn must only read shared state. A single item runs in the caller,
+    its matrix products cut into blocks over those threads instead (products.py).
     """
-    threads = min(blas_threads(), len(items))
+    threads = blas_threads()
+    with single_threaded_blas():
+        if len(items) == 1:
+            with products_in_blocks(threads):
+                consume(fn(items[0]))
+        else:
+            map_at_most(fn, items, threads, consume)
+
+
+def map_at_most(fn, items, threads, consume):
+    """consume(fn(item)) for each item in order; fn on up to `threads` items at once (in the
+    caller when threads is 1)."""
     if threads == 1:
         for item in items:
             consume(fn(item))
         return
-    with single_threaded_blas():
-        running = deque(pool().submit(fn, item) for item in items[:threads])
-        waiting = deque(items[threads:])
-        try:
-            while running:
-                result = running.popleft().result()
-                if waiting:  # keep every thread busy while the oldest result is consumed
-                    running.append(pool().submit(fn, waiting.popleft()))
-                consume(result)
-        finally:
-            settle(running)
+    running = deque(pool().submit(fn, item) for item in items[:threads])
+    waiting = deque(items[threads:])
+    try:
+        while running:
+            result = running.popleft().result()
+            if waiting:  # keep every thread busy while the oldest result is consumed
+                running.append(pool().submit(fn, waiting.popleft()))
+            consume(result)
+    finally:
+        settle(running)

@@ -22,7 +22,7 @@ from .dropout import dropout_backward, dropout_forward
 from .embedding import embedding_backward, embedding_forward
 from .gelu import gelu_backward, gelu_forward
 from .layernorm import layernorm_backward, layernorm_forward
-from .linear import linear_backward, linear_forward
+from .linear import linear_backward, linear_forward, matrix_product
 from .squared_error import squared_error_backward, squared_error_forward
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "layernorm_forward",
     "linear_backward",
     "linear_forward",
+    "matrix_product",
     "position_weights",
     "squared_error_backward",
     "squared_error_forward",

@@ -22,6 +22,7 @@ from ..layers import (
     dropout_forward,
     embedding_backward,
     embedding_forward,
+    matrix_product,
     position_weights,
     target_log_probs,
 )
@@ -228,7 +229,8 @@ class GPT:
         """Hidden states h (..., C) -> next-token logits (..., V): h @ wte^T, the output matrix
         tied to the input embedding, as one 2-D product (a stack of B smaller ones is slower)."""
         wte = self.params["tokens_embed.weight"]  # (V, C)
-        return (h.reshape(-1, h.shape[-1]) @ wte.T).reshape(*h.shape[:-1], wte.shape[0])
+        logits = matrix_product(h.reshape(-1, h.shape[-1]), wte.T)  # (N, V)
+        return logits.reshape(*h.shape[:-1], wte.shape[0])
 
     def lm_head_forward(self, h, targets, weights=None):
         """Cross-entropy of next tokens `targets` (B, T) given hidden states h (B, T, C).
@@ -245,8 +247,8 @@ class GPT:
         V, C = wte.shape
         dlogits = cross_entropy_backward(dloss, cache.ce).reshape(-1, V)  # (B*T, V)
         # forward: logits = h @ wte^T
-        dh = dlogits @ wte  # (B*T, C)
-        dwte = dlogits.T @ cache.h.reshape(-1, C)  # (V, B*T) @ (B*T, C)
+        dh = matrix_product(dlogits, wte)  # (B*T, C)
+        dwte = matrix_product(dlogits.T, cache.h.reshape(-1, C))  # (V, B*T) @ (B*T, C)
         return dh.reshape(cache.h.shape), dwte
 
     # ---- files -------------------------------------------------------------------------
