@@ -77,11 +77,16 @@ def test_weights_after_training_are_bit_identical_on_1_2_and_4_threads(dtype, mo
             assert shards.names == {threading.main_thread().name}
         else:
             assert len(shards.names) > 1 and 1 < shards.most <= threads
-    losses, weights = runs[1]
-    for threads in (2, 4):
-        assert runs[threads][0] == losses
+    assert_identical(runs)
+
+
+def assert_identical(runs):
+    """Every run's losses and weights are those of the first, bit for bit."""
+    (losses, weights), *others = runs.values()
+    for other_losses, other_weights in others:
+        assert other_losses == losses
         for name, w in weights.items():
-            np.testing.assert_array_equal(runs[threads][1][name], w, err_msg=name)
+            np.testing.assert_array_equal(other_weights[name], w, err_msg=name)
 
 
 def test_one_sequence_per_update_is_bit_identical_on_1_2_and_4_threads():
@@ -89,12 +94,8 @@ def test_one_sequence_per_update_is_bit_identical_on_1_2_and_4_threads():
     OpenBLAS's own threads, the tied head's backward at GPT-1's width and vocabulary,
     (128, 40478) @ (40478, 768), gives other bits on 1 and 2 threads."""
     cfg = GPTConfig.preset("gpt1", n_layer=1, n_ctx=128)
-    runs = {threads: train(threads, steps=2, batch=1, micro=1, cfg=cfg) for threads in (1, 2, 4)}
-    losses, weights = runs[1]
-    for threads in (2, 4):
-        assert runs[threads][0] == losses
-        for name, w in weights.items():
-            np.testing.assert_array_equal(runs[threads][1][name], w, err_msg=name)
+    assert_identical({threads: train(threads, steps=2, batch=1, micro=1, cfg=cfg)
+                      for threads in (1, 2, 4)})
 
 
 def test_the_same_run_with_another_seed_or_micro_batch_differs():
