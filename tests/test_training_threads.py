@@ -37,17 +37,22 @@ def train(threads, steps=3, seed=4, batch=8, micro=8, dtype="float32", cfg=CFG):
 
 
 class ShardRecorder:
-    """Which threads the shards ran on, and the most that ran at once."""
+    """Which threads the shards ran on, and the most that ran at once. With `together` > 1,
+    the shards wait for each other in groups of that many (a barrier): the step must run that
+    many at once, or the barrier breaks."""
 
-    def __init__(self):
+    def __init__(self, together):
         self.names, self.running, self.most = set(), 0, 0
         self.lock = threading.Lock()
+        self.barrier = threading.Barrier(together, timeout=30) if together > 1 else None
 
     def run(self, fn):
         with self.lock:
             self.names.add(threading.current_thread().name)
             self.running += 1
             self.most = max(self.most, self.running)
+        if self.barrier is not None:
+            self.barrier.wait()
         try:
             return fn()
         finally:
@@ -55,9 +60,9 @@ class ShardRecorder:
                 self.running -= 1
 
 
-def record_shards(patch):
+def record_shards(patch, together):
     """A ShardRecorder that sees every shard's call to the model while `patch` holds."""
-    shards = ShardRecorder()
+    shards = ShardRecorder(together)
     real = GPT.lm_loss_and_grads
     patch.setattr(GPT, "lm_loss_and_grads", lambda self, *args, **kwargs: shards.run(
         lambda: real(self, *args, **kwargs)))
@@ -71,12 +76,11 @@ def test_weights_after_training_are_bit_identical_on_1_2_and_4_threads(dtype, mo
     runs = {}
     for threads in (1, 2, 4):
         with monkeypatch.context() as patch:
-            shards = record_shards(patch)
+            shards = record_shards(patch, together=threads)
             runs[threads] = train(threads, micro=2, dtype=dtype)
+        assert shards.most == threads  # never more at once, and (the barrier) never fewer
         if threads == 1:
             assert shards.names == {threading.main_thread().name}
-        else:
-            assert len(shards.names) > 1 and 1 < shards.most <= threads
     assert_identical(runs)
 
 
