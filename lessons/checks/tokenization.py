@@ -19,7 +19,7 @@ import regex
 
 from minigpt1.tokenizer.bpe import BPETokenizer
 from minigpt1.tokenizer.files import BYTE_CHARS, TokenizerFiles
-from minigpt1.tokenizer.pretokenization import split_bytes
+from minigpt1.tokenizer.pretokenization import split_bytes, split_bytes_unicode
 from minigpt1.tokenizer.trainers import get_stats, merge, train_fast, train_naive
 
 from .base import SWITCHED_OFF, Exercise, Mistake
@@ -580,7 +580,7 @@ EXERCISES = {
                   Mistake(_train_step_first_found, "on a tie take the smallest pair"),
                   Mistake(_train_step_unweighted, "weight each word's pairs"))),
     "tokenization_pretokenize": Exercise(
-        solution=pretokenize, check=check_pretokenize, library=(split_bytes,),
+        solution=pretokenize, check=check_pretokenize, library=(split_bytes, split_bytes_unicode),
         mistakes=(Mistake(_pretokenize_with_the_library, SWITCHED_OFF),
                   Mistake(_pretokenize_on_whitespace, "every character must land in exactly"),
                   Mistake(_pretokenize_space_after, "a space goes to the front of the word"),
@@ -591,7 +591,8 @@ EXERCISES = {
                   Mistake(_encode_word_in_text_order, "the lowest rank first"),
                   Mistake(_encode_word_one_merge, "repeat until no adjacent pair"))),
     "tokenization_encode_text": Exercise(
-        solution=encode_text, check=check_encode_text, library=(*_ENCODERS, split_bytes),
+        solution=encode_text, check=check_encode_text,
+        library=(*_ENCODERS, split_bytes, split_bytes_unicode),
         mistakes=(Mistake(_encode_text_with_the_library, SWITCHED_OFF),
                   Mistake(_encode_text_unsplit, "merges crossed a pre-token boundary"),
                   Mistake(_encode_text_of_words, "do not give the text back"),

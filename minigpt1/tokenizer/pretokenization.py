@@ -40,8 +40,16 @@ tokenizer can be lossless.
 
     >>> split_bytes("Hello world's  end")
     ['Hello', ' world', "'s", ' ', ' end']
+
+Most English text is pure ASCII (all of Shakespeare is), and for it both modes take a
+shortcut to the same words. normalize_gpt1 becomes one str.translate table, computed from
+normalize_gpt1_unicode one character at a time (an ASCII character's normal form never depends
+on its neighbours): some 40 times faster. split_bytes runs GPT-2's expression with its classes
+written out for ASCII in the standard library's `re`, about twice as fast as `regex` on it. The
+tests hold each shortcut equal to the general code.
 """
 
+import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -69,6 +77,11 @@ _PAD_PUNCT = regex.compile(f"[{_PUNCT}]")
 _GPT2_SPLIT = regex.compile(
     r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 )
+# The same for ASCII text: \p{L} is A-Z and a-z there, \p{N} is 0-9, and re.ASCII makes \s the
+# six characters regex's \s matches among the first 128 (tab, newline, \v, \f, \r, space).
+_GPT2_SPLIT_ASCII = re.compile(
+    r"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""", re.ASCII
+)
 
 
 def normalize_gpt1(text: str) -> str:
@@ -76,7 +89,16 @@ def normalize_gpt1(text: str) -> str:
 
     >>> normalize_gpt1("  Ünïcode\\tTEXT\\u200b 中文 ΟΔΟΣ")
     '  unicode text  中  文  οδοσ'
+    >>> normalize_gpt1("To be,\\r\\nOR NOT\\x00")
+    'to be,  or not'
     """
+    if text.isascii():  # a shortcut, the same result: see the module docstring
+        return text.translate(_ASCII_GPT1)
+    return normalize_gpt1_unicode(text)
+
+
+def normalize_gpt1_unicode(text: str) -> str:
+    """normalize_gpt1 for any text, step by step: the reference for the ASCII shortcut."""
     text = _DROP.sub("", text)
     text = _SPACE.sub(" ", text)
     text = _CJK.sub(r" \g<0> ", text)
@@ -84,6 +106,11 @@ def normalize_gpt1(text: str) -> str:
     # Rust lower-cases one character at a time; Python's str.lower() alone would turn a
     # word-final capital sigma into the final form ς, so I pre-empt that single context rule.
     return text.replace("\u03a3", "\u03c3").lower()
+
+
+# Each ASCII character's normal form, from the general code: controls vanish, tab, newline
+# and carriage return become spaces, capitals become small letters.
+_ASCII_GPT1 = str.maketrans({chr(c): normalize_gpt1_unicode(chr(c)) for c in range(128)})
 
 
 def split_gpt1(text: str) -> list[str]:
@@ -103,6 +130,13 @@ def split_bytes(text: str) -> list[str]:
     >>> split_bytes("I'll pay 100$\\n\\n")
     ['I', "'ll", ' pay', ' 100', '$', '\\n\\n']
     """
+    if text.isascii():  # a shortcut, the same result: see the module docstring
+        return _GPT2_SPLIT_ASCII.findall(text)
+    return split_bytes_unicode(text)
+
+
+def split_bytes_unicode(text: str) -> list[str]:
+    """split_bytes for any text: the reference for the ASCII shortcut."""
     return _GPT2_SPLIT.findall(text)
 
 

@@ -23,9 +23,11 @@ BPETokenizer.train uses by default.
 """
 
 import heapq
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from itertools import pairwise
+from operator import add
 
 from tqdm import tqdm
 
@@ -138,24 +140,35 @@ def train_fast(
     Three structures carry the state from one merge to the next:
 
         pair_counts  pair -> how often it occurs in the corpus (words weighted by count)
-        where        pair -> indices of the words that contain (or once contained) it
+        where        pair -> indices of the words that contain (or once contained) it,
+                     a word listed once per occurrence
         heap         (-count, pair) entries, so heappop gives the best pair, ties included
 
-    A merge only touches the words listed in where[pair]; in each, the pairs of the old
-    spelling are uncounted and those of the new spelling counted. Counts of old pairs only ever
-    go down, and pairs that go up are new (they contain the new symbol) and get pushed, so a
-    heap entry is never smaller than the true count. A popped entry whose count is out of date
-    is pushed back with the true one ("lazy deletion"); the first up-to-date entry popped is
-    the true best pair. Memory stays proportional to the number of distinct words.
+    A merge only touches the words listed in where[pair] (merge_everywhere below). Counts of
+    old pairs only ever go down, and pairs that go up are new (they contain the new symbol) and
+    get pushed, so a heap entry is never smaller than the true count. A popped entry whose
+    count is out of date is pushed back with the true one ("lazy deletion"); the first
+    up-to-date entry popped is the true best pair. Memory stays proportional to the number of
+    distinct words.
+
+    For speed, a word is spelled as a string with one character per symbol, chr(id): a merge
+    is then str.replace, run in C, and a pair is a two-character string. Strings compare code
+    point by code point, so the smallest pair of strings is the smallest pair of ids and the
+    tie-break is unchanged.
     """
-    symbols = [list(word) for word in words]
+    if first_id + num_merges > sys.maxunicode + 1:
+        raise ValueError(
+            f"train_fast spells each symbol as one character, so it handles at most "
+            f"{sys.maxunicode + 1:,} symbol ids, not {first_id + num_merges:,}: ask for fewer "
+            "merges (a smaller vocabulary), or use train_naive"
+        )
+    spelled = ["".join(map(chr, word)) for word in words]  # (104, 105) -> "hi"
     counts = list(words.values())  # Python ints: a count never overflows
-    pair_counts = defaultdict(int)
-    where = defaultdict(set)
-    for i, (word, count) in enumerate(zip(symbols, counts, strict=True)):
-        for pair in pairwise(word):
-            pair_counts[pair] += count
-            where[pair].add(i)
+    where = defaultdict(list)
+    for i, word in enumerate(spelled):
+        for pair in map(add, word, word[1:]):  # "abc" -> "ab", "bc"
+            where[pair].append(i)  # once per occurrence: a word may hold a pair twice
+    pair_counts = {pair: total(ids, counts) for pair, ids in where.items()}
     heap = [(-count, pair) for pair, count in pair_counts.items()]
     heapq.heapify(heap)
 
@@ -168,26 +181,68 @@ def train_fast(
             if count > 0:
                 heapq.heappush(heap, (-count, pair))
             continue
-        new_id = first_id + len(merges)
-        merges.append(pair)
-        new_pairs = set()
-        for i in where.pop(pair):
-            old = symbols[i]
-            new = merge(old, pair, new_id)
-            if len(new) == len(old):  # a neighbour's merge already took the pair away
-                continue
-            count = counts[i]
-            for p in pairwise(old):
-                pair_counts[p] -= count
-            for p in pairwise(new):
-                pair_counts[p] += count
-                if new_id in p:
-                    where[p].add(i)
-                    new_pairs.add(p)
-            symbols[i] = new
-        del pair_counts[pair]  # now 0: every occurrence was merged
-        for p in new_pairs:
-            heapq.heappush(heap, (-pair_counts[p], p))
+        new_symbol = chr(first_id + len(merges))
+        merges.append((ord(pair[0]), ord(pair[1])))
+        for new_pair in merge_everywhere(pair, new_symbol, spelled, counts, pair_counts, where):
+            heapq.heappush(heap, (-pair_counts[new_pair], new_pair))
         bar.update()
     bar.close()
     return merges
+
+
+def merge_everywhere(
+    pair: str,
+    z: str,
+    spelled: list[str],
+    counts: list[int],
+    pair_counts: dict[str, int],
+    where: dict[str, list[int]],
+) -> list[str]:
+    """Merge `pair` (two characters, a b) into the symbol `z` in every word that holds it;
+    update pair_counts and where; return the new pairs (each one holds z).
+
+    In a word ... x a b y ... with count n, only the neighbours change:
+
+        c(x, a) -= n   c(a, b) -= n   c(b, y) -= n      c(x, z) += n   c(z, y) += n
+
+    Where the pair occurs twice or more in a word (a b a b, or a a a a for the pair a a), the
+    occurrences can share neighbours, so the old spelling is uncounted and the new one counted.
+    c(a, b) ends at 0 and is deleted. A new pair's count is summed once, at the end, from the
+    words that hold it.
+    """
+    a, b = pair
+    fresh = defaultdict(list)  # new pair -> indices of the words holding it, once per occurrence
+    for i in where.pop(pair):
+        old = spelled[i]
+        new = old.replace(pair, z)  # left to right, no overlaps: exactly merge()
+        merged = len(old) - len(new)  # how many times the pair occurred
+        if merged == 1:
+            n, j = counts[i], old.find(pair)
+            if j > 0:  # x a -> x z
+                pair_counts[old[j - 1] + a] -= n
+                fresh[new[j - 1 : j + 1]].append(i)
+            if j + 2 < len(old):  # b y -> z y
+                pair_counts[b + old[j + 2]] -= n
+                fresh[new[j : j + 2]].append(i)
+        elif merged == 0:  # an earlier merge (or visit: listed twice) took the pair away
+            continue
+        else:
+            n = counts[i]
+            for old_pair in map(add, old, old[1:]):
+                pair_counts[old_pair] -= n
+            for new_pair in map(add, new, new[1:]):
+                if z in new_pair:
+                    fresh[new_pair].append(i)
+                else:
+                    pair_counts[new_pair] += n
+        spelled[i] = new
+    del pair_counts[pair]
+    for new_pair, ids in fresh.items():
+        pair_counts[new_pair] = total(ids, counts)
+        where[new_pair] = ids
+    return list(fresh)
+
+
+def total(ids: list[int], counts: list[int]) -> int:
+    """How often the words `ids` occur together (a word listed twice counts twice)."""
+    return sum(map(counts.__getitem__, ids))
