@@ -7,10 +7,7 @@ a pass over the whole parameter and a new temporary as large as it. Here:
       p = decay p - step_size m / (sqrt(v) + eps_hat);
 - the parameter is updated in slices of SLICE elements, so that a slice of p, g, m, v and the
   scratch (1.3 MB in float32) stays in cache across the operations on it;
-- every temporary lives in one scratch slice per thread and dtype, reused by every update;
-- a large parameter's slices are shared out over one thread per core (batch_threads.py):
-  each element's update depends on nothing but its own p, g, m and v, so the result is the
-  same on any number of threads.
+- every temporary lives in one scratch slice per thread and dtype, reused by every update.
 """
 
 import math
@@ -19,10 +16,8 @@ import threading
 import numpy
 
 from ..backend import register_fast_path
-from .batch_threads import blas_threads, map_in_threads
 
 SLICE = 1 << 16  # elements per slice
-MIN_SPLIT = 4 * SLICE  # a parameter this large shares its slices out over the cores
 
 _workspace = threading.local()  # each thread's scratch slices, one per dtype
 
@@ -46,21 +41,11 @@ def scratch(dtype):
 def adamw_update_in_slices(p, g, m, v, t, lr, betas, eps, weight_decay):
     """adamw_update for contiguous NumPy arrays p, m, v (g may be any array of p's shape)."""
     scalars = folded_scalars(t, lr, betas, eps, weight_decay)
+    tmp = scratch(p.dtype)
     flat = [a.reshape(-1) for a in (p, g, m, v)]  # views of p, m, v: updated in place
-    starts = range(0, p.size, SLICE)
-    threads = blas_threads() if p.size >= MIN_SPLIT else 1
-    shares = [starts[i::threads] for i in range(threads)]  # interleaved: equal work
-
-    def update_share(share):
-        tmp = scratch(p.dtype)
-        for start in share:
-            part = [a[start : start + SLICE] for a in flat]
-            update_slice(*part, tmp[: part[0].size], betas, *scalars)
-
-    if threads == 1:
-        update_share(starts)
-    else:
-        map_in_threads(update_share, shares)
+    for start in range(0, p.size, SLICE):
+        part = [a[start : start + SLICE] for a in flat]
+        update_slice(*part, tmp[: part[0].size], betas, *scalars)
 
 
 def update_slice(p, g, m, v, tmp, betas, decay, step_size, eps_hat):

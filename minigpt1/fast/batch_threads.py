@@ -111,18 +111,10 @@ def map_row_shards(fn, n_rows, elements_per_row):
     shards = row_shards(n_rows, elements_per_row)
     if len(shards) == 1:
         return [fn(shards[0])]
+    results = []
     with single_threaded_blas():
-        return map_in_threads(fn, shards)
-
-
-def map_in_threads(fn, items):
-    """[fn(item) for item in items], each item in a thread of the pool, all at once."""
-    futures = [pool().submit(fn, item) for item in items]
-    try:
-        wait(futures)
-    finally:
-        settle(futures)
-    return [future.result() for future in futures]
+        map_at_most(fn, shards, len(shards), results.append)
+    return results
 
 
 def run_in_order(fn, items, consume):
