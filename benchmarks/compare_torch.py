@@ -299,7 +299,7 @@ def compare(torch, name, args, peaks, threads):
     same = np.array_equal(ours_fns["generate"](), torch_fns["generate"]().numpy())
     print(f"same greedy tokens from both: {'yes' if same else 'NO'}")
     shares = len(row_shards(batch, cfg.n_ctx * cfg.n_embd))  # as model.lm_loss splits
-    shards = len(batch_shards(range(batch), batch, cfg.n_ctx, cfg.n_embd))  # as training does
+    shards = len(batch_shards(range(batch), batch))  # as training cuts it
     print(f"minigpt1: forward in {shares} share{'s' * (shares > 1)} of the {batch} rows, "
           f"training in {shards} shard{'s' * (shards > 1)}")
     print(f"{'mode':<10}{'minigpt1 tok/s':>16}{'torch tok/s':>14}{'ratio':>8}"

@@ -96,7 +96,7 @@ def test_divergence_stops_with_the_tensor_named(tmp_path, tokenizer_dir, monkeyp
     def poisoned(self, *args, **kwargs):  # a NaN appears in one gradient at step 6
         loss, grads = real(self, *args, **kwargs)
         calls.append(1)
-        if len(calls) == 11:  # two micro-batches per step: the first of step 6
+        if len(calls) == 21:  # 4 shards per step (2 micro-batches in halves): one of step 6
             grads["h.1.mlp.c_fc.weight"][0, 0] = np.nan
         return loss, grads
 

@@ -71,8 +71,7 @@ def record_shards(patch, together):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_weights_after_training_are_bit_identical_on_1_2_and_4_threads(dtype, monkeypatch):
-    # 8 sequences of 16 tokens x 32 channels would fit one shard; micro-batches of 2 cap the
-    # shards at 2 sequences: 4 shards per update, run 1, 2 or 4 at a time
+    # 8 sequences in micro-batches of 2: 8 shards of one sequence, run 1, 2 or 4 at a time
     runs = {}
     for threads in (1, 2, 4):
         with monkeypatch.context() as patch:
@@ -131,18 +130,14 @@ def test_each_sequence_draws_its_masks_whatever_shard_holds_it():
 
 
 def test_shards_depend_on_the_batch_and_every_rank_cuts_where_one_process_does():
-    # 64 tokens x 64 channels: 16 sequences fill a shard; the micro-batch of 12 caps it at 12's
-    # largest divisor that fits, 12; a micro-batch of 8 gives shards of 8
-    assert batch_shards(range(0, 24), 12, 64, 64) == [range(0, 12), range(12, 24)]
-    assert batch_shards(range(0, 24), 8, 64, 64) == [range(0, 8), range(8, 16), range(16, 24)]
-    # long sequences: one per shard
-    assert batch_shards(range(0, 3), 4, 512, 768) == [range(0, 1), range(1, 2), range(2, 3)]
+    # each micro-batch in two halves, the first the larger; a micro-batch of one stays whole
+    assert batch_shards(range(0, 8), 4) == [range(0, 2), range(2, 4), range(4, 6), range(6, 8)]
+    assert batch_shards(range(0, 7), 3) == [range(0, 2), range(2, 3), range(3, 5), range(5, 6),
+                                            range(6, 7)]
+    assert batch_shards(range(0, 3), 1) == [range(0, 1), range(1, 2), range(2, 3)]
     # a rank's share (rows 8..16 of 16, micro-batches of 4) is cut as the whole batch is
-    whole = batch_shards(range(0, 16), 4, 64, 512)
-    assert batch_shards(range(8, 16), 4, 64, 512) == [s for s in whole if s.start >= 8]
-    # one process may end on a shorter micro-batch: the last shard is shorter too
-    assert batch_shards(range(0, 5), 4, 256, 256) == [range(0, 1), range(1, 2), range(2, 3),
-                                                       range(3, 4), range(4, 5)]
+    whole = batch_shards(range(0, 16), 4)
+    assert batch_shards(range(8, 16), 4) == [s for s in whole if s.start >= 8]
 
 
 def terms(values):

@@ -105,9 +105,9 @@ def batch_loss_and_grads(model, windows, seed, step, micro_batch_size, world=SIN
     result is the same bit for bit on 1, 2 or 4 threads: the core count changes neither the
     shards, nor their masks, nor the order their gradients are added in.
     """
-    B, T = windows.shape[0], windows.shape[1] - 1
+    B = windows.shape[0]
     mine, micro, _ = rank_micro_batches(world, B, micro_batch_size)
-    shards = batch_shards(range(mine.start, mine.stop), micro, T, model.cfg.n_embd)
+    shards = batch_shards(range(mine.start, mine.stop), micro)
 
     def shard_loss_and_grads(rows):
         streams = DropoutStreams(seed, step, rows, model.device)

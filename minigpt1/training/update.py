@@ -21,8 +21,6 @@ from ..fast.batch_threads import run_in_order
 from .estimate import check_fits
 from .optim import clip_grad_norm
 
-SHARD_ELEMENTS = 1 << 16  # tokens x channels per shard: enough work to pay for its thread
-
 
 class Diverged(RuntimeError):
     """The loss or a gradient stopped being a finite number."""
@@ -56,20 +54,24 @@ def mean_over_micro_batches(sizes, loss_and_grads, total=None):
     return loss, grads
 
 
-def batch_shards(rows, micro_batch_size, tokens, channels):
-    """The shards a rank's `rows` of the batch (a range of its sequence numbers) run in: runs
-    of `per_shard` consecutive sequences, the last one maybe shorter.
+def batch_shards(rows, micro_batch_size):
+    """The shards a rank's `rows` of the batch (a range of its sequence numbers) run in: each
+    micro-batch of `micro_batch_size` sequences (the last one maybe shorter) cut in two halves,
+    the first one the larger when the size is odd; a micro-batch of one stays whole.
 
-    They depend on the batch alone, never on the machine: per_shard is the largest divisor of
-    the micro-batch size that holds at most SHARD_ELEMENTS tokens x channels (at least one
-    sequence). Each rank's share is a whole number of micro-batches (rank_micro_batches), so
-    every rank cuts its rows where one process would cut the whole batch.
+    They depend on the batch alone, never on the machine. Each rank's share is a whole
+    number of micro-batches (rank_micro_batches), so every rank cuts its rows where one
+    process would cut the whole batch. Two, not one per core: on this project's 2-core
+    machines more, smaller shards measured slower (tiny: 4 shards 243 to 257 ms per step
+    against 202 to 228 with 2), and the threads of a step run single-threaded BLAS.
     """
-    fits = max(1, SHARD_ELEMENTS // (tokens * channels))  # sequences that fill a shard
-    per_shard = max(d for d in range(1, micro_batch_size + 1)
-                    if micro_batch_size % d == 0 and d <= fits)
-    return [range(a, min(a + per_shard, rows.stop)) for a in range(rows.start, rows.stop,
-                                                                    per_shard)]
+    shards = []
+    for start in range(rows.start, rows.stop, micro_batch_size):
+        stop = min(start + micro_batch_size, rows.stop)
+        middle = (start + stop + 1) // 2
+        shards += [range(start, middle), range(middle, stop)] if stop - start > 1 else [
+            range(start, stop)]
+    return shards
 
 
 class PairwiseSum:
