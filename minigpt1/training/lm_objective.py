@@ -32,7 +32,8 @@ class TrainConfig:
 
     max_steps: int = option(5000, "optimizer updates (fewer if --minutes runs out first)")
     batch_size: int = option(8, "sequences per update (GPT-1: 64)")
-    micro_batch_size: int = option(8, "sequences per forward/backward; gradients accumulate")
+    micro_batch_size: int = option(8, "sequences per forward/backward, run as two shards on "
+                                      "the cores; gradients accumulate")
     lr: float = option(2e-3, "peak learning rate (GPT-1: 2.5e-4)")
     min_lr_ratio: float = option(0.1, "the cosine ends at lr * min_lr_ratio (GPT-1: 0)")
     warmup_steps: int = option(300, "linear warm-up from 0; post-LN needs it (GPT-1: 2000)")
