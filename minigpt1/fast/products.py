@@ -33,11 +33,11 @@ def product_in_blocks(a, b):
         return matrix_product.plain(a, b)
     (M, K), N = a.shape, b.shape[1]
     if M * K * N < MIN_WORK:
-        return a @ b
+        return matrix_product.plain(a, b)
     size = max(M, N, K)
     cuts = [slice(size * i // BLOCKS, size * (i + 1) // BLOCKS) for i in range(BLOCKS)]
-    parts = []
     if size == K:
+        parts = []
         map_at_most(lambda k: a[:, k] @ b[k], cuts, threads, parts.append)  # (M, N) each
         out = parts[0]
         for part in parts[1:]:  # in the blocks' order
@@ -51,7 +51,7 @@ def product_in_blocks(a, b):
         else:
             numpy.matmul(a, b[:, cut], out=out[:, cut])
 
-    map_at_most(block, cuts, threads, parts.append)
+    map_at_most(block, cuts, threads, lambda _: None)  # each block wrote its part of out
     return out
 
 
