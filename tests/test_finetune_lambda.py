@@ -53,11 +53,21 @@ def test_a_step_logs_l2_plus_lambda_l1_and_makes_that_update(lm_coef):
     else:
         assert l1 > 0 and loss == pytest.approx(l2 + lm_coef * l1, rel=1e-12, abs=0)
 
-    # the same update by hand: the step's batch, its dropout stream, L3 with this lambda
+    # the same update by hand: the step's batch in its two shards (halves), each with its
+    # dropout stream, L3 with this lambda, the shards' shares added
     twin, _ = task_model_and_examples(fcfg)
     chosen = [encoded["train"][i] for i in batch_indices(len(encoded["train"]), fcfg, STEP)]
-    rng = device_rng("cpu", step_seed(fcfg.seed, STEP, 1))  # micro-batch 0: stream 1
-    want, grads, terms = twin.finetune_loss_and_grads(make_batch(chosen), lm_coef, True, rng)
+    halves = []
+    for first in (0, 4):
+        rng = device_rng("cpu", step_seed(fcfg.seed, STEP, first + 1))  # its first example's
+        halves.append(twin.finetune_loss_and_grads(make_batch(chosen[first : first + 4]),
+                                                   lm_coef, True, rng))
+    (loss_a, grads, terms_a), (loss_b, grads_b, terms_b) = halves
+    want = 0.5 * loss_a + 0.5 * loss_b
+    for name, g in grads.items():
+        g *= 0.5
+        g += 0.5 * grads_b[name]
+    terms = {"l2": 0.5 * terms_a["l2"] + 0.5 * terms_b["l2"]}
     clip_grad_norm(grads, fcfg.grad_clip)
     AdamW(twin.params, weight_decay=fcfg.weight_decay).step(grads, lr=LR)
     assert loss == want and l2 == terms["l2"]

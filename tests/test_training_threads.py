@@ -1,18 +1,23 @@
 """A training step on every core that gives the same numbers on any number of them: the batch
 in shards fixed by the batch (training/update.py), run in threads (fast/batch_threads.py),
-each sequence's dropout masks from its own counter-based stream (training/dropout_streams.py),
-the shards' gradients added in one fixed tree (PairwiseSum)."""
+each sequence's dropout masks from its own counter-based stream (training/dropout_streams.py;
+fine-tuning: each shard's from a generator seeded by its first example), the shards'
+gradients added in one fixed tree (PairwiseSum)."""
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from minigpt1 import GPT, GPTConfig, backend
+from minigpt1.finetuning.task_model import TaskModel
 from minigpt1.training.dropout_streams import DropoutStreams
 from minigpt1.training.lm_objective import TrainConfig, train_step
 from minigpt1.training.optim import AdamW
+from minigpt1.training.task_objective import finetune_step
 from minigpt1.training.update import PairwiseSum, batch_shards
+from tests.test_finetune_lambda import config, task_model_and_examples
 from tests.test_threads import linux_openblas
 
 CFG = GPTConfig.preset("tiny", n_layer=2, n_embd=32, n_head=4, n_ctx=16, vocab_size=60,
@@ -20,19 +25,35 @@ CFG = GPTConfig.preset("tiny", n_layer=2, n_embd=32, n_head=4, n_ctx=16, vocab_s
 IDS = np.random.default_rng(0).integers(0, CFG.vocab_size, size=2000)
 
 
-def train(threads, steps=3, seed=4, batch=8, micro=8, dtype="float32", cfg=CFG):
-    """(losses, weights) after `steps` updates with NumPy's BLAS on `threads` threads."""
+def on_threads(threads, run):
+    """run() with NumPy's BLAS on `threads` threads."""
     blas = linux_openblas()
     before = blas.get()
     blas.set(threads)
     try:
-        model = GPT(cfg, seed=1, dtype=dtype)
-        optimizer = AdamW(model.params, lr=1e-2, weight_decay=0.01)
-        tcfg = TrainConfig(batch_size=batch, micro_batch_size=micro, seed=seed)
-        losses = [train_step(model, optimizer, IDS, step, 1e-2, tcfg, cfg.n_ctx)[0]
-                  for step in range(steps)]
+        return run()
     finally:
         blas.set(before)
+
+
+def train(threads, steps=3, seed=4, batch=8, micro=8, dtype="float32", cfg=CFG):
+    """(losses, weights) after `steps` pre-training updates on `threads` threads."""
+    model = GPT(cfg, seed=1, dtype=dtype)
+    optimizer = AdamW(model.params, lr=1e-2, weight_decay=0.01)
+    tcfg = TrainConfig(batch_size=batch, micro_batch_size=micro, seed=seed)
+    losses = on_threads(threads, lambda: [
+        train_step(model, optimizer, IDS, step, 1e-2, tcfg, cfg.n_ctx)[0] for step in range(steps)])
+    return losses, model.params
+
+
+def finetune(threads, steps=3, micro=2, lm_coef=0.25):
+    """(losses, weights) after `steps` fine-tuning updates (dropout on) on `threads` threads."""
+    fcfg = replace(config(lm_coef), micro_batch_size=micro)
+    model, encoded = task_model_and_examples(fcfg)
+    optimizer = AdamW(model.params, lr=1e-2, weight_decay=fcfg.weight_decay)
+    losses = on_threads(threads, lambda: [
+        finetune_step(model, optimizer, encoded["train"], step, 1e-2, fcfg)[:3]
+        for step in range(steps)])
     return losses, model.params
 
 
@@ -60,27 +81,45 @@ class ShardRecorder:
                 self.running -= 1
 
 
-def record_shards(patch, together):
+def record_shards(patch, together, model_class=GPT, method="lm_loss_and_grads"):
     """A ShardRecorder that sees every shard's call to the model while `patch` holds."""
     shards = ShardRecorder(together)
-    real = GPT.lm_loss_and_grads
-    patch.setattr(GPT, "lm_loss_and_grads", lambda self, *args, **kwargs: shards.run(
+    real = getattr(model_class, method)
+    patch.setattr(model_class, method, lambda self, *args, **kwargs: shards.run(
         lambda: real(self, *args, **kwargs)))
     return shards
+
+
+def runs_on_1_2_and_4_threads(monkeypatch, run, **model_method):
+    """{threads: run(threads)}, checking that the shards ran that many at a time."""
+    runs = {}
+    for threads in (1, 2, 4):
+        with monkeypatch.context() as patch:
+            shards = record_shards(patch, threads, **model_method)
+            runs[threads] = run(threads)
+        assert shards.most == threads  # never more at once, and (the barrier) never fewer
+        if threads == 1:
+            assert shards.names == {threading.main_thread().name}
+    return runs
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_weights_after_training_are_bit_identical_on_1_2_and_4_threads(dtype, monkeypatch):
     # 8 sequences in micro-batches of 2: 8 shards of one sequence, run 1, 2 or 4 at a time
-    runs = {}
-    for threads in (1, 2, 4):
-        with monkeypatch.context() as patch:
-            shards = record_shards(patch, together=threads)
-            runs[threads] = train(threads, micro=2, dtype=dtype)
-        assert shards.most == threads  # never more at once, and (the barrier) never fewer
-        if threads == 1:
-            assert shards.names == {threading.main_thread().name}
+    assert_identical(runs_on_1_2_and_4_threads(
+        monkeypatch, lambda threads: train(threads, micro=2, dtype=dtype)))
+
+
+@pytest.mark.parametrize("lm_coef", [0.0, 0.25])
+def test_weights_after_fine_tuning_are_bit_identical_on_1_2_and_4_threads(lm_coef, monkeypatch):
+    # 8 examples in micro-batches of 4: 4 shards of two examples each
+    runs = runs_on_1_2_and_4_threads(
+        monkeypatch, lambda threads: finetune(threads, micro=4, lm_coef=lm_coef),
+        model_class=TaskModel, method="finetune_loss_and_grads")
     assert_identical(runs)
+    # ... which could not hold by accident: other shards add in another order
+    other = finetune(2, micro=8, lm_coef=lm_coef)[1]
+    assert any(not np.array_equal(other[name], w) for name, w in runs[1][1].items())
 
 
 def assert_identical(runs):

@@ -361,7 +361,7 @@ def check_resume(cfg, checkpoint, tokenizer):
 
 
 def print_estimate(cfg, tcfg, world=SINGLE):
-    mine, micro, _ = rank_micro_batches(world, tcfg.batch_size, tcfg.micro_batch_size)
+    mine, micro = rank_micro_batches(world, tcfg.batch_size, tcfg.micro_batch_size)
     lines = describe(cfg, mine.stop - mine.start, cfg.n_ctx, micro_batch_size=micro,
                      processes=world.local_size)
     print("model: " + "\n".join(lines))

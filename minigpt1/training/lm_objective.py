@@ -107,7 +107,7 @@ def batch_loss_and_grads(model, windows, seed, step, micro_batch_size, world=SIN
     shards, nor their masks, nor the order their gradients are added in.
     """
     B = windows.shape[0]
-    mine, micro, _ = rank_micro_batches(world, B, micro_batch_size)
+    mine, micro = rank_micro_batches(world, B, micro_batch_size)
     shards = batch_shards(range(mine.start, mine.stop), micro)
 
     def shard_loss_and_grads(rows):

@@ -4,6 +4,7 @@ driven by the training loop (loop.py).
     for each of `epochs` passes over the shuffled training examples:
         for each batch of `batch_size` examples (the last, incomplete one is dropped):
             loss, grads = L3 and its gradients, averaged over micro-batches
+                          (each run as two shards on the cores)
             clip the global gradient norm to 1; AdamW with warmup_linear
     evaluate on the validation split after every epoch, with the task's metric
 
@@ -26,7 +27,7 @@ from . import loop
 from .distributed import SINGLE
 from .optim import warmup_linear
 from .options import check_finite_non_negative, option
-from .update import clip_and_check, mean_over_micro_batches, rank_micro_batches, step_seed
+from .update import batch_shards, clip_and_check, rank_micro_batches, step_seed, sum_over_shards
 
 
 @dataclass
@@ -80,22 +81,29 @@ def micro_batches(items, size):
 
 def finetune_step(model, optimizer, train, step, lr, fcfg, world=SINGLE):
     """One update (on several ranks: this rank's share of the batch, then one all-reduce);
-    returns (L3, L2, L1 or None, grad norm), means over the batch."""
+    returns (L3, L2, L1 or None, grad norm), means over the batch.
+
+    As in pre-training, each micro-batch runs as two shards on the cores (update.batch_shards)
+    and their gradients are added in one fixed tree. A shard draws its dropout masks from a
+    generator seeded by (seed, step, its first example), so the update is the same bit for bit
+    on any number of cores and ranks."""
     indices = batch_indices(len(train), fcfg, step)
-    mine, micro, first = rank_micro_batches(world, len(indices), fcfg.micro_batch_size)
-    parts = micro_batches([train[i] for i in indices[mine]], micro)
-    l2_l1 = np.zeros(2)  # this rank's share of the batch's mean L2 and L1
+    mine, micro = rank_micro_batches(world, len(indices), fcfg.micro_batch_size)
 
-    def loss_and_grads(i):
-        rng = backend.device_rng(model.gpt.device, step_seed(fcfg.seed, step, first + i + 1))
-        batch = make_batch(parts[i], model.spec.regression)
+    def shard_loss_and_grads(rows):
+        rng = backend.device_rng(model.gpt.device, step_seed(fcfg.seed, step, rows.start + 1))
+        batch = make_batch([train[i] for i in indices[rows.start : rows.stop]],
+                           model.spec.regression)
         loss, grads, terms = model.finetune_loss_and_grads(batch, fcfg.lm_coef, True, rng)
-        l2_l1[:] += len(parts[i]) / len(indices) * np.array([terms["l2"], terms["l1"] or 0.0])
-        return loss, grads
+        share = len(rows) / len(indices)  # this shard's part of the batch's mean
+        for g in grads.values():
+            g *= share
+        return share * np.array([loss, terms["l2"], terms["l1"] or 0.0]), grads
 
-    sizes = [len(p) for p in parts]
-    loss, grads = mean_over_micro_batches(sizes, loss_and_grads, total=len(indices))
-    grads, (loss, l2, l1) = world.sum_gradients(grads, (loss, *l2_l1))
+    losses, grads = sum_over_shards(shard_loss_and_grads,
+                                    batch_shards(range(mine.start, mine.stop), micro),
+                                    model.gpt.device)
+    grads, (loss, l2, l1) = world.sum_gradients(grads, tuple(map(float, losses)))
     norm = clip_and_check(grads, loss, fcfg.grad_clip, step)
     optimizer.step(grads, lr=lr)
     return loss, l2, l1 if fcfg.lm_coef else None, norm

@@ -7,9 +7,8 @@ keyed by (seed, step, sequence) (dropout_streams.py), never from state carried o
 previous update. So a run resumed from the checkpoint of step s draws exactly the batches and
 dropout masks the uninterrupted run drew at step s + 1.
 
-Pre-training cuts its batch into shards fixed by the batch, runs them on every core, and adds
-their gradients in one fixed tree, so that its numbers do not depend on the machine.
-Fine-tuning runs its micro-batches one after another and adds them in order.
+Both objectives cut their batch into shards fixed by the batch, run them on every core, and
+add their gradients in one fixed tree, so that their numbers do not depend on the machine.
 """
 
 import math
@@ -29,29 +28,6 @@ class Diverged(RuntimeError):
 def step_seed(seed, step, stream):
     """An independent 32-bit seed for (run seed, step, stream): data is stream 0, dropout 1+."""
     return int(np.random.SeedSequence([seed, step, stream]).generate_state(1)[0])
-
-
-def mean_over_micro_batches(sizes, loss_and_grads, total=None):
-    """Mean loss and gradients over micro-batches of the given sizes: what one big batch of
-    sum(sizes) examples would give. loss_and_grads(i) -> (loss, grads) of micro-batch i.
-
-    With `total` (the whole batch, when these micro-batches are one rank's share of it) each
-    term is weighted by size / total: the ranks' results then sum to the batch's mean."""
-    total = total or sum(sizes)
-    loss, grads = 0.0, None
-    for i, size in enumerate(sizes):
-        micro_loss, micro_grads = loss_and_grads(i)
-        share = size / total
-        loss += share * micro_loss
-        if grads is None:
-            grads = micro_grads
-            if share != 1.0:
-                for g in grads.values():
-                    g *= share
-        else:
-            for name, g in micro_grads.items():
-                grads[name] += share * g
-    return loss, grads
 
 
 def batch_shards(rows, micro_batch_size):
@@ -141,22 +117,21 @@ def clip_and_check(grads, loss, max_norm, step):
 
 
 def rank_micro_batches(world, batch_size, micro_batch_size):
-    """(this rank's rows of the batch, its micro-batch size, the batch-wide number of its
-    first micro-batch): micro-batch k of the batch draws dropout stream k + 1 on any rank.
-    One process may end on a shorter micro-batch; ranks must not (the numbering would shift)."""
+    """(this rank's rows of the batch, its micro-batch size). One process may end on a shorter
+    micro-batch; ranks must not (their shards would no longer be cut where one process cuts)."""
     mine = world.shard(batch_size)
     micro = min(micro_batch_size, mine.stop - mine.start)
     if world.size > 1 and (mine.stop - mine.start) % micro:
         raise ValueError(f"each of the {world.size} ranks takes {mine.stop - mine.start} of the "
                          f"{batch_size} sequences, which do not split into micro-batches of "
                          f"{micro}: choose a --micro-batch-size that divides it")
-    return mine, micro, mine.start // micro
+    return mine, micro
 
 
 def check_rank_fits(cfg, world, batch_size, micro_batch_size, seq_len=None,
                     sequences_per_item=1):
     """Before anything is written: refuse a batch the ranks cannot share, and one rank's
     share that does not fit in its part of this machine's memory (estimate.check_fits)."""
-    mine, micro, _ = rank_micro_batches(world, batch_size, micro_batch_size)
+    mine, micro = rank_micro_batches(world, batch_size, micro_batch_size)
     check_fits(cfg, mine.stop - mine.start, micro, seq_len,
                sequences_per_item=sequences_per_item, processes=world.local_size)
