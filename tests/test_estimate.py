@@ -10,8 +10,11 @@ import pytest
 
 from minigpt1 import GPT, GPTConfig, parameter_shapes
 from minigpt1.cli import main
+from minigpt1.fast.batch_threads import blas_threads
 from minigpt1.model.parameters import parameter_count
 from minigpt1.training.estimate import check_fits, describe, estimate_memory, flops_per_token
+from minigpt1.training.lm_objective import batch_loss_and_grads
+from tests.test_threads import linux_openblas
 
 
 def matmul_flops_from_shapes(cfg, T):
@@ -49,20 +52,33 @@ def test_parameter_memory_is_exact():
     assert memory["adam moments"] == 2 * memory["parameters"]
 
 
-@pytest.mark.parametrize("batch", [2, 4])
-def test_activation_memory_is_close_to_what_a_step_allocates(batch):
+@pytest.mark.parametrize("batch, micro, threads", [(4, 4, 1), (4, 4, 2), (8, 8, 2), (8, 2, 2),
+                                                    (16, 1, 2)])
+def test_activation_memory_is_close_to_what_a_threaded_step_allocates(batch, micro, threads):
+    """The shards of a step (two per micro-batch, `threads` at a time), their gradient sets
+    and the pairwise sum's waiting ones: the estimate against tracemalloc's peak."""
     cfg = GPTConfig.preset("tiny")
     model = GPT(cfg, seed=0)
     ids = np.random.default_rng(0).integers(0, cfg.vocab_size, size=(batch, cfg.n_ctx + 1))
-    model.lm_loss_and_grads(ids, train=True, rng=np.random.default_rng(0))  # warm caches
-    tracemalloc.start()
+
+    def step():
+        return batch_loss_and_grads(model, ids, seed=0, step=0, micro_batch_size=micro)
+
+    blas = linux_openblas()
+    before = blas.get()
+    blas.set(threads)
     try:
-        _, grads = model.lm_loss_and_grads(ids, train=True, rng=np.random.default_rng(0))
-        peak = tracemalloc.get_traced_memory()[1]
+        step()  # warm caches
+        tracemalloc.start()
+        try:
+            _, grads = step()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
     finally:
-        tracemalloc.stop()
-    memory = estimate_memory(cfg, batch, cfg.n_ctx)
-    assert memory["gradients"] == sum(g.nbytes for g in grads.values())
+        blas.set(before)
+    memory = estimate_memory(cfg, micro, cfg.n_ctx, batch, threads)
+    assert memory["parameters"] == sum(g.nbytes for g in grads.values())
     ratio = (memory["activations"] + memory["gradients"]) / peak
     assert 0.75 < ratio < 1.25, f"estimate / measured peak = {ratio:.2f}"
 
@@ -141,7 +157,8 @@ def test_a_size_the_model_refuses_is_a_usage_error_naming_the_flags(capsys):
 
 def test_an_update_that_cannot_fit_is_refused_with_a_micro_batch_that_can():
     cfg = GPTConfig.preset("gpt1")
-    need = {m: sum(estimate_memory(cfg, m, cfg.n_ctx, 8).values()) for m in (1, 2, 4, 8)}
+    threads = blas_threads()  # the shards a step runs at once: check_fits counts them too
+    need = {m: sum(estimate_memory(cfg, m, cfg.n_ctx, 8, threads).values()) for m in (1, 2, 4, 8)}
     available = need[4] / 0.9 + 1  # room for micro-batches of 4, not 8
     with pytest.raises(ValueError, match=r"--micro-batch-size 4: .* over 2 micro-batches") as err:
         check_fits(cfg, batch_size=8, micro_batch_size=8, available=available)

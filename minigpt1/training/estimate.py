@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from ..fast.batch_threads import blas_threads
 from ..model.parameters import parameter_count
 
 
@@ -45,17 +46,35 @@ WINDOW_BYTES = 16
 MARGIN = 0.9  # of the memory available; the rest for what the estimate leaves out
 
 
-def estimate_memory(cfg, micro_batch_size, seq_len, batch_size=None):
-    """Rough bytes (float32) for parameters, gradients, Adam moments, one micro-batch's
-    activations and the batch's windows (batch_size sequences, default one micro-batch): per
-    block and token the caches hold about 22 C values and 3 nh T attention probabilities; the
-    LM head adds its probabilities and their gradient, 2 V per token."""
+def estimate_memory(cfg, micro_batch_size, seq_len, batch_size=None, threads=1,
+                    sequences_per_item=1):
+    """Rough bytes (float32) for parameters, Adam moments, the gradients and activations a
+    training step holds at once, and the batch's windows (batch_size items, default one
+    micro-batch; an item runs `sequences_per_item` sequences).
+
+    A step runs each micro-batch as two shards, up to `threads` at once (update.batch_shards,
+    fast/batch_threads.py): each holds its activations, per block and token about 22 C values
+    and 3 nh T attention probabilities plus 2 V for the LM head's probabilities and their
+    gradient, and ends with a gradient set of its own. The pairwise sum of those sets keeps at
+    most log2(shards) partial sums waiting.
+    """
     n = parameter_count(cfg)
-    tokens = micro_batch_size * seq_len
+    batch_size = batch_size or micro_batch_size
+    shards = step_shards(batch_size, micro_batch_size)
+    running = min(threads, shards)
+    tokens = running * math.ceil(micro_batch_size / 2) * sequences_per_item * seq_len
     per_token = cfg.n_layer * (22 * cfg.n_embd + 3 * cfg.n_head * seq_len) + 2 * cfg.vocab_size
-    return {"parameters": 4 * n, "gradients": 4 * n, "adam moments": 8 * n,
+    return {"parameters": 4 * n, "adam moments": 8 * n,
+            "gradients": 4 * n * min(shards, running + int(math.log2(shards))),
             "activations": 4 * tokens * per_token,
-            "batch windows": WINDOW_BYTES * (batch_size or micro_batch_size) * (seq_len + 1)}
+            "batch windows": WINDOW_BYTES * batch_size * sequences_per_item * (seq_len + 1)}
+
+
+def step_shards(batch_size, micro_batch_size):
+    """How many shards a step of batch_size items runs in: two per micro-batch, one for a
+    micro-batch of one item (update.batch_shards)."""
+    whole, rest = divmod(batch_size, micro_batch_size)
+    return whole * min(micro_batch_size, 2) + min(rest, 2)
 
 
 # Where Linux reports memory; tests point these at fake files.
@@ -156,10 +175,9 @@ def cgroup_room(folder, limit_file, usage_file, stat_file, reclaimable):
     return limit - usage + (read_number(folder / stat_file, reclaimable) or 0)
 
 
-def largest_divisor(n, limit):
-    """The largest divisor of n that is at most `limit`, or 0 when limit < 1."""
-    divisors = (x for d in range(1, math.isqrt(n) + 1) if n % d == 0 for x in (d, n // d))
-    return max((x for x in divisors if x <= limit), default=0)
+def divisors(n):
+    """The divisors of n, in no particular order."""
+    return {x for d in range(1, math.isqrt(n) + 1) if n % d == 0 for x in (d, n // d)}
 
 
 def check_fits(cfg, batch_size, micro_batch_size, seq_len=None, available=None,
@@ -182,8 +200,8 @@ def check_fits(cfg, batch_size, micro_batch_size, seq_len=None, available=None,
         source = min(limits, key=limits.get)
         available = limits[source]
     available /= processes
-    T, k = seq_len or cfg.n_ctx, sequences_per_item
-    memory = estimate_memory(cfg, micro_batch_size * k, T, batch_size * k)
+    T, k, threads = seq_len or cfg.n_ctx, sequences_per_item, blas_threads()
+    memory = estimate_memory(cfg, micro_batch_size, T, batch_size, threads, k)
     needed = sum(memory.values())
     if needed <= MARGIN * available:
         return
@@ -192,22 +210,26 @@ def check_fits(cfg, batch_size, micro_batch_size, seq_len=None, available=None,
         f"an update needs about {needed / 2**30:.1f} GiB ({parts} GiB) with "
         f"micro-batches of {micro_batch_size} x {T} tokens, but only {available / 2**30:.1f} "
         f"GiB available{' per rank' if processes > 1 else ''} under {source}; "
-        f"{memory_advice(cfg, batch_size, T, k, MARGIN * available)}"
+        f"{memory_advice(cfg, batch_size, T, k, threads, MARGIN * available)}"
     )
 
 
-def memory_advice(cfg, batch_size, seq_len, sequences_per_item, budget):
+def memory_advice(cfg, batch_size, seq_len, sequences_per_item, threads, budget):
     """What to change so an update fits in `budget` bytes: the largest micro-batch that divides
-    the batch and fits (activations grow linearly with it), else the batch or the model."""
-    one = estimate_memory(cfg, sequences_per_item, seq_len, batch_size * sequences_per_item)
-    fixed = sum(one.values()) - one["activations"]
-    micro = largest_divisor(batch_size, (budget - fixed) // one["activations"])
-    if micro:
+    the batch and fits, else the batch or the model."""
+    def needed(micro):
+        return sum(estimate_memory(cfg, micro, seq_len, batch_size, threads,
+                                   sequences_per_item).values())
+
+    fitting = [m for m in divisors(batch_size) if needed(m) <= budget]
+    if fitting:
+        micro = max(fitting)
         return (f"use --micro-batch-size {micro}: the same updates of {batch_size}, "
                 f"accumulated over {batch_size // micro} micro-batches")
-    if sum(one.values()) - one["batch windows"] <= budget:  # all but the windows would fit
+    windows = estimate_memory(cfg, 1, seq_len, batch_size, threads, sequences_per_item)
+    if needed(1) - windows["batch windows"] <= budget:  # all but the windows would fit
         return (f"the windows of a batch of {batch_size} x {seq_len + 1} tokens alone take "
-                f"{one['batch windows'] / 2**30:.1f} GiB: use a smaller --batch-size")
+                f"{windows['batch windows'] / 2**30:.1f} GiB: use a smaller --batch-size")
     return "even one sequence at a time does not fit: use a smaller preset or --n-ctx"
 
 
@@ -233,7 +255,7 @@ def describe(cfg, batch_size, seq_len=None, peak_gflops=None, micro_batch_size=N
     `processes` ranks on this machine, what one rank's share costs)."""
     T = seq_len or cfg.n_ctx
     flops = flops_per_token(cfg, T)
-    memory = estimate_memory(cfg, micro_batch_size or batch_size, T, batch_size)
+    memory = estimate_memory(cfg, micro_batch_size or batch_size, T, batch_size, blas_threads())
     parts = ", ".join(f"{k} {v / 2**20:,.0f}" for k, v in memory.items())
     lines = [
         f"{cfg.n_layer} layers, C={cfg.n_embd}, {cfg.n_head} heads, T={T}, "

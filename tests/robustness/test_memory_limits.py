@@ -17,6 +17,7 @@ import pytest
 from minigpt1.cli import main
 from minigpt1.config import GPTConfig
 from minigpt1.corpus.text_folders import SAMPLE_DIR
+from minigpt1.fast.batch_threads import blas_threads
 from minigpt1.training import estimate
 from minigpt1.training.estimate import check_fits, estimate_memory, memory_limits
 
@@ -111,20 +112,20 @@ def test_a_cgroup_v2_limit_is_honoured(fake, tmp_path, corpus, capsys):
     assert status == 1 and "under the cgroup memory limit" in err
     cfg = GPTConfig.preset("tiny", vocab_size=300)
     fits = [m for m in (1, 2, 4, 8, 16, 32) if sum(estimate_memory(
-        cfg, m, cfg.n_ctx, 64).values()) <= 0.9 * room]
+        cfg, m, cfg.n_ctx, 64, blas_threads()).values()) <= 0.9 * room]
     assert f"use --micro-batch-size {fits[-1]}:" in err
     assert not (tmp_path / "run").exists()
 
 
 def test_a_cgroup_v1_limit_is_honoured(fake):
     fake("5:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n1:name=systemd:/\n", {
-        "memory/docker/abc/memory.limit_in_bytes": str(6 * GIB),
+        "memory/docker/abc/memory.limit_in_bytes": str(10 * GIB),
         "memory/docker/abc/memory.usage_in_bytes": str(GIB),
         "memory/docker/abc/memory.stat": "inactive_file 7\ntotal_inactive_file 0\n",
         "memory/memory.limit_in_bytes": "9223372036854771712",  # v1's "no limit"
         "memory/memory.usage_in_bytes": str(3 * GIB),
     })
-    assert memory_limits()["the cgroup memory limit"] == 5 * GIB
+    assert memory_limits()["the cgroup memory limit"] == 9 * GIB
     with pytest.raises(ValueError, match="under the cgroup memory limit; use --micro-batch"):
         check_fits(GPTConfig.preset("gpt1"), 64, 64)
 
