@@ -87,6 +87,25 @@ def test_l3_is_l2_plus_lambda_l1(kind):
         assert np.allclose(grad, expected, rtol=1e-9, atol=1e-13), name
 
 
+@pytest.mark.parametrize("kind", ["classification", "regression"])
+def test_scale_multiplies_the_loss_and_every_gradient_but_not_the_parts(kind):
+    """A shard's share of the batch: a power of two scales exactly, so the bits must match;
+    3/7 scales to rounding."""
+    model = float64_task_model(SPECS[kind], "cpu")
+    batch = task_batch(SPECS[kind], seed=5)
+    loss, grads, parts = model.finetune_loss_and_grads(batch, 0.5)
+    for scale, exact in [(0.25, True), (3 / 7, False)]:
+        scaled, scaled_grads, scaled_parts = model.finetune_loss_and_grads(batch, 0.5,
+                                                                           scale=scale)
+        assert scaled_parts == parts and scaled == pytest.approx(scale * loss, rel=1e-15)
+        for name, grad in grads.items():
+            if exact:
+                np.testing.assert_array_equal(scaled_grads[name], scale * grad, err_msg=name)
+            else:
+                np.testing.assert_allclose(scaled_grads[name], scale * grad, rtol=1e-9,
+                                           atol=1e-12 * np.abs(grad).max(), err_msg=name)
+
+
 def test_similarity_is_symmetric():
     # both orderings are read and added: swapping A and B cannot change the scores
     spec = SPECS["similarity"]

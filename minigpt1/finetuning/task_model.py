@@ -146,17 +146,19 @@ class TaskModel:
 
     # ---- backward --------------------------------------------------------------------------
 
-    def finetune_loss_and_grads(self, batch, lm_coef=0.5, train=False, rng=None):
+    def finetune_loss_and_grads(self, batch, lm_coef=0.5, train=False, rng=None, scale=1.0):
         """L3 = L2 + lm_coef * L1 on a TaskBatch and its gradients (L2 alone if lm_coef=0).
 
-        Returns (loss, grads, parts) with parts = {"l2": ..., "l1": ... or None}.
+        Returns (loss, grads, parts) with parts = {"l2": ..., "l1": ... or None}. `scale`
+        multiplies the loss and every gradient (not the parts): the batch's share of a larger
+        batch.
         """
         l2, l1, _, cache = self._forward(batch, lm_coef, train, rng)
         B, S, T, C = cache.shape
         if self.spec.regression:
-            dscores = squared_error_backward(1.0, cache.loss)  # (B,)
+            dscores = squared_error_backward(scale, cache.loss)  # (B,), seeded with scale
         else:
-            dscores = cross_entropy_backward(1.0, cache.loss)  # (B, n) or (B, K)
+            dscores = cross_entropy_backward(scale, cache.loss)  # (B, n) or (B, K)
         # forward: scores = logits reshaped
         dlogits = dscores.reshape(cache.linear.x.shape[:2] + (-1,))  # (B, S', n)
         dz, dweight, dbias = linear_backward(dlogits, cache.linear)
@@ -169,12 +171,12 @@ class TaskModel:
         dh[cache.rows, cache.extract] = dz
         dwte = None
         if cache.lm is not None:
-            dh_lm, dwte = self.gpt.lm_head_backward(lm_coef, cache.lm)  # seeded with lambda
+            dh_lm, dwte = self.gpt.lm_head_backward(scale * lm_coef, cache.lm)  # lambda's share
             dh[:, :-1] += dh_lm
         grads = self.gpt.body_backward(dh, cache.body, dwte)  # adds into dwte when there is one
         grads["clf.weight"], grads["clf.bias"] = dweight, dbias
         l1 = None if l1 is None else float(l1)
-        return float(l2) + lm_coef * (l1 or 0.0), grads, {"l2": float(l2), "l1": l1}
+        return scale * (float(l2) + lm_coef * (l1 or 0.0)), grads, {"l2": float(l2), "l1": l1}
 
 
 # ---- from a pre-trained GPT to a task model -------------------------------------------------

@@ -94,11 +94,10 @@ def finetune_step(model, optimizer, train, step, lr, fcfg, world=SINGLE):
         rng = backend.device_rng(model.gpt.device, step_seed(fcfg.seed, step, rows.start + 1))
         batch = make_batch([train[i] for i in indices[rows.start : rows.stop]],
                            model.spec.regression)
-        loss, grads, terms = model.finetune_loss_and_grads(batch, fcfg.lm_coef, True, rng)
         share = len(rows) / len(indices)  # this shard's part of the batch's mean
-        for g in grads.values():
-            g *= share
-        return share * np.array([loss, terms["l2"], terms["l1"] or 0.0]), grads
+        loss, grads, terms = model.finetune_loss_and_grads(batch, fcfg.lm_coef, True, rng,
+                                                           scale=share)
+        return np.array([loss, share * terms["l2"], share * (terms["l1"] or 0.0)]), grads
 
     losses, grads = sum_over_shards(shard_loss_and_grads,
                                     batch_shards(range(mine.start, mine.stop), micro),
