@@ -12,9 +12,16 @@ from minigpt1 import GPT, GPTConfig, parameter_shapes
 from minigpt1.cli import main
 from minigpt1.fast.batch_threads import blas_threads
 from minigpt1.model.parameters import parameter_count
-from minigpt1.training.estimate import check_fits, describe, estimate_memory, flops_per_token
+from minigpt1.training.estimate import (
+    check_fits,
+    describe,
+    estimate_memory,
+    flops_per_token,
+    step_shards,
+)
 from minigpt1.training.lm_objective import batch_loss_and_grads
-from tests.test_threads import linux_openblas
+from minigpt1.training.update import batch_shards
+from tests.test_training_threads import on_threads
 
 
 def matmul_flops_from_shapes(cfg, T):
@@ -64,19 +71,15 @@ def test_activation_memory_is_close_to_what_a_threaded_step_allocates(batch, mic
     def step():
         return batch_loss_and_grads(model, ids, seed=0, step=0, micro_batch_size=micro)
 
-    blas = linux_openblas()
-    before = blas.get()
-    blas.set(threads)
-    try:
+    def warm_then_trace():
         step()  # warm caches
         tracemalloc.start()
         try:
-            _, grads = step()
-            peak = tracemalloc.get_traced_memory()[1]
+            return step()[1], tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-    finally:
-        blas.set(before)
+
+    grads, peak = on_threads(threads, warm_then_trace)
     memory = estimate_memory(cfg, micro, cfg.n_ctx, batch, threads)
     assert memory["parameters"] == sum(g.nbytes for g in grads.values())
     ratio = (memory["activations"] + memory["gradients"]) / peak
@@ -153,6 +156,12 @@ def test_a_size_the_model_refuses_is_a_usage_error_naming_the_flags(capsys):
     assert status == 2 and out == ""
     assert "must be divisible by n_head (3)" in err
     assert "change --n-embd, --n-head (or --config)" in err
+
+
+def test_the_estimate_counts_the_shards_a_step_runs():
+    for batch in range(1, 20):
+        for micro in range(1, batch + 1):
+            assert step_shards(batch, micro) == len(batch_shards(range(batch), micro))
 
 
 def test_an_update_that_cannot_fit_is_refused_with_a_micro_batch_that_can():

@@ -72,7 +72,8 @@ def estimate_memory(cfg, micro_batch_size, seq_len, batch_size=None, threads=1,
 
 def step_shards(batch_size, micro_batch_size):
     """How many shards a step of batch_size items runs in: two per micro-batch, one for a
-    micro-batch of one item (update.batch_shards)."""
+    micro-batch of one item. len(update.batch_shards(...)) without building the list, which
+    a batch of millions would make long (tests hold the two equal)."""
     whole, rest = divmod(batch_size, micro_batch_size)
     return whole * min(micro_batch_size, 2) + min(rest, 2)
 
@@ -226,10 +227,10 @@ def memory_advice(cfg, batch_size, seq_len, sequences_per_item, threads, budget)
         micro = max(fitting)
         return (f"use --micro-batch-size {micro}: the same updates of {batch_size}, "
                 f"accumulated over {batch_size // micro} micro-batches")
-    windows = estimate_memory(cfg, 1, seq_len, batch_size, threads, sequences_per_item)
-    if needed(1) - windows["batch windows"] <= budget:  # all but the windows would fit
+    one = estimate_memory(cfg, 1, seq_len, batch_size, threads, sequences_per_item)
+    if sum(one.values()) - one["batch windows"] <= budget:  # all but the windows would fit
         return (f"the windows of a batch of {batch_size} x {seq_len + 1} tokens alone take "
-                f"{windows['batch windows'] / 2**30:.1f} GiB: use a smaller --batch-size")
+                f"{one['batch windows'] / 2**30:.1f} GiB: use a smaller --batch-size")
     return "even one sequence at a time does not fit: use a smaller preset or --n-ctx"
 
 
