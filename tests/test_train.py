@@ -162,6 +162,43 @@ def test_a_budget_smaller_than_the_timed_updates_still_ends_evaluated(tmp_path, 
     assert load_checkpoint(tmp_path).step == result["steps"]
 
 
+def test_a_budget_is_fitted_again_at_the_end_of_warm_up(tmp_path, monkeypatch):
+    """The first fit times updates 3 to 10; the second, at the warm-up's end, every update
+    since the second, evaluations included. A fake clock: 1 s per update up to the 10th,
+    then 0.5 s, and each evaluation 2 s."""
+    now = [0.0]
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: now[0])
+
+    def update(step, total):
+        now[0] += 1.0 if step < 10 else 0.5
+        return {"loss": 1.0}
+
+    def evaluate(step):
+        now[0] += 2.0
+        return {"val_loss": 1.0}
+
+    fitted = []
+    objective = loop.Objective("test", update, evaluate, lambda *args: None, 1, "ex")
+    budget = loop.Budget(minutes=1.0, flops_per_update=1.0, fitted=fitted.append, refit_at=20)
+    done = loop.train(objective, loop.Schedule(0, 1000, eval_every=15, log_every=100,
+                                               budget=budget), tmp_path, progress=False)
+    # after 10 updates: 10 s spent, 1 s each, 0.95 * 60 - 10 = 47 s left: 10 + 47 updates
+    # after 20: 8 x 1 s + 10 x 0.5 s + 2 s (an evaluation) since the second, 17 s in all,
+    # 15 / 18 s each and 40 s left: 20 + 48 updates
+    assert fitted == [57, 20 + int(40 / (15 / 18))] == [57, 68]
+    assert done.steps == 68
+
+
+def test_a_budget_is_fitted_once_when_warm_up_ends_before_the_timing(tmp_path):
+    fitted = []
+    objective = loop.Objective("test", lambda step, total: {"loss": 1.0},
+                               lambda step: {"val_loss": 1.0}, lambda *args: None, 1, "ex")
+    budget = loop.Budget(minutes=None, flops_per_update=1.0, fitted=fitted.append, refit_at=5)
+    loop.train(objective, loop.Schedule(0, 30, eval_every=100, log_every=100, budget=budget),
+               tmp_path, progress=False)
+    assert fitted == [30]
+
+
 def test_a_run_that_cannot_fit_is_refused_before_anything_is_written(tmp_path, monkeypatch):
     from minigpt1.training import estimate
 

@@ -3,7 +3,8 @@
 
     for step = start .. total - 1:
         record = update(step, total)               one optimizer update: loss, lr, grad norm
-        a fresh pre-training run, after its first updates: fit `total` to the time budget
+        a fresh pre-training run, after its first updates and again at the warm-up's end:
+            fit `total` to the time budget
         every eval_every updates, and after the last:
             record += evaluate(step + 1)           validation loss (and the task's metric)
         every log_every updates, and with each evaluation: record -> a metrics.jsonl line
@@ -29,6 +30,8 @@ from .checkpoint import save_checkpoint
 from .distributed import SINGLE
 
 MEASURED_STEPS = 8  # updates timed before a wall-clock budget is turned into a step count
+BUDGET_SHARE = 0.95  # of a budget, for the updates (and evaluations) up to the last one; the
+# rest is for the last evaluation and checkpoint
 
 
 class StoppedEarly(KeyboardInterrupt):
@@ -50,11 +53,21 @@ class Objective:
 @dataclass
 class Budget:
     """Fit a fresh run's number of updates to a wall-clock budget once its first updates are
-    timed. With no budget the number stays, and the timing still says how long it will take."""
+    timed, and again at `refit_at`, timed then over every update before it (and the
+    evaluations between them). `refit_at` is the warm-up's end: until then the learning rate
+    does not depend on the total, so the second fit changes nothing already done. With no
+    budget the number stays, and the timing still says how long it will take."""
 
     minutes: float | None
     flops_per_update: float  # for the GFLOP/s the timing reports
-    fitted: Callable[[int], None] | None = None  # told the total once fixed (run.json keeps it)
+    fitted: Callable[[int], None] | None = None  # told the total at each fit (run.json keeps it)
+    refit_at: int = 0  # fit again once this many updates are done, if later than the first fit
+
+    def fit_points(self, start):
+        """The update counts after which the total is fitted: the first MEASURED_STEPS timed
+        updates (after two that pay for first touches of memory), then refit_at."""
+        first = start + MEASURED_STEPS + 2
+        return [first, self.refit_at] if self.refit_at > first else [first]
 
 
 @dataclass
@@ -84,22 +97,21 @@ def train(objective, schedule, run_dir, world=SINGLE, progress=True):
     if world.is_writer:
         truncate_metrics(metrics, schedule.start)  # a resumed run rewrites what follows
     step, total, budget, validation = schedule.start, schedule.total, schedule.budget, None
+    fits = budget.fit_points(step) if budget else []
     bar = tqdm(total=total, initial=step, desc=objective.name, unit="step",
                disable=not (progress and world.is_writer), dynamic_ncols=True)
-    started, durations = time.perf_counter(), []
+    # a budget counts from the session's first update (a resume's with --minutes)
+    clock = Stopwatch(step)
     # the bar closes however the loop ends: an error's message then gets a line of its own
     with bar, GracefulInterrupt() as interrupt:
         # one rank's Ctrl-C stops them all, at the same update: none may wait for the others
         while step < total and not world.agree(interrupt.requested):
-            t0 = time.perf_counter()
             record = {"step": step + 1, **objective.update(step, total)}
-            durations.append(time.perf_counter() - t0)
             step += 1
-            # a budget counts from the session's first update (a resume's with --minutes)
-            if budget and step == min(schedule.start + MEASURED_STEPS + 2, total):
-                total = bar.total = fit_to_budget(budget, durations, total, step, world,
-                                                  schedule.start)
-                budget = None
+            clock.updated(step)
+            if fits and step == min(fits[0], total):
+                total = bar.total = fit_to_budget(budget, clock, schedule.total, step, world)
+                fits = [at for at in fits[1:] if at < total]
             evaluated = step % schedule.eval_every == 0 or step == total
             if evaluated:
                 validation = objective.evaluate(step)
@@ -108,7 +120,7 @@ def train(objective, schedule, run_dir, world=SINGLE, progress=True):
                 append_metrics(metrics, record)
             if evaluated:  # after its metrics line: a resume never loses that line
                 objective.save(step, total, validation["val_loss"])
-            speed = (step - schedule.start) * objective.per_update / (time.perf_counter() - started)
+            speed = (step - schedule.start) * objective.per_update / clock.elapsed()
             bar.set_postfix({"loss": f"{record['loss']:.3f}",
                              f"{objective.item}_s": f"{speed:,.0f}"})
             bar.update(1)
@@ -118,24 +130,48 @@ def train(objective, schedule, run_dir, world=SINGLE, progress=True):
         raise StoppedEarly(f"stopped at step {step}; continue with --resume")
     if validation is None:  # resumed a run that had already finished (killed after its save)
         validation = objective.evaluate(step)
-    seconds = max(1e-9, time.perf_counter() - started)
+    seconds = max(1e-9, clock.elapsed())
     return Outcome(step, validation, (step - schedule.start) * objective.per_update / seconds)
 
 
-def fit_to_budget(budget, durations, total, step, world, start=0):
-    """The run's number of updates once `durations` timed the first ones: `start` plus as
-    many as fit in the budget (keeping ~10% for evaluations and checkpoints), at most `total`,
-    and never fewer than the `step` updates already done (the last one must be evaluated)."""
-    timed = durations[2:] or durations  # the first two pay for first touches of memory
-    seconds = world.broadcast_json(sum(timed) / len(timed))  # rank 0's timing: one plan for all
+class Stopwatch:
+    """A training session's clock: the time since it started, and the time per update since
+    its first two (which pay for first touches of memory), evaluations and saves included."""
+
+    def __init__(self, start):
+        self.start, self.started = start, time.perf_counter()
+        self.timed_from = (start, self.started)  # (updates done, time) the timing counts from
+
+    def updated(self, step):
+        if step - self.start <= 2:
+            self.timed_from = (step, time.perf_counter())
+
+    def elapsed(self):
+        return time.perf_counter() - self.started
+
+    def per_update(self, step):
+        done, since = self.timed_from
+        if step == done:  # two updates or fewer: time them all
+            done, since = self.start, self.started
+        return (time.perf_counter() - since) / (step - done)
+
+
+def fit_to_budget(budget, clock, total, step, world):
+    """The run's number of updates, fitted after `step` of them: those done plus as many as
+    the clock's time per update fits in what is left of BUDGET_SHARE of the budget, at most
+    `total` (the schedule's own), and never fewer than `step` (the last update done must
+    still be evaluated)."""
+    # rank 0's timing: one plan for all ranks
+    seconds, elapsed = world.broadcast_json([clock.per_update(step), clock.elapsed()])
     if budget.minutes is not None:
-        total = max(1, min(total, start + int(0.9 * budget.minutes * 60 / seconds)))
+        left = BUDGET_SHARE * budget.minutes * 60 - elapsed
+        total = min(total, step + max(0, int(left / seconds)))
     total = max(step, total)
     if budget.fitted:
         budget.fitted(total)
-    tqdm.write(f"measured {seconds:.2f} s per update "
+    tqdm.write(f"measured {seconds:.3f} s per update over the first {step - clock.start} "
                f"({budget.flops_per_update / 1e9 / seconds:,.0f} GFLOP/s): {total} updates "
-               f"planned ({total * seconds / 60:.1f} min)")
+               f"planned ({elapsed / 60 + (total - step) * seconds / 60:.1f} min)")
     return total
 
 
