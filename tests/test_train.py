@@ -162,15 +162,16 @@ def test_a_budget_smaller_than_the_timed_updates_still_ends_evaluated(tmp_path, 
     assert load_checkpoint(tmp_path).step == result["steps"]
 
 
-def test_a_budget_is_fitted_again_at_the_end_of_warm_up(tmp_path, monkeypatch):
-    """The first fit times updates 3 to 10; the second, at the warm-up's end, every update
-    since the second, evaluations included. A fake clock: 1 s per update up to the 10th,
-    then 0.5 s, and each evaluation 2 s."""
+def test_a_budget_is_fitted_at_the_end_of_warm_up_and_halfway_from_there(tmp_path,
+                                                                        monkeypatch):
+    """Three fits, each timed since the one before: after 10 updates, at the warm-up's end
+    (20) and halfway from there. A fake clock: 1 s per update up to the 10th, 0.5 s up to the
+    30th, then 0.25 s; each evaluation (every 15 updates) 2 s."""
     now = [0.0]
     monkeypatch.setattr(loop.time, "perf_counter", lambda: now[0])
 
     def update(step, total):
-        now[0] += 1.0 if step < 10 else 0.5
+        now[0] += 1.0 if step < 10 else 0.5 if step < 30 else 0.25
         return {"loss": 1.0}
 
     def evaluate(step):
@@ -179,24 +180,25 @@ def test_a_budget_is_fitted_again_at_the_end_of_warm_up(tmp_path, monkeypatch):
 
     fitted = []
     objective = loop.Objective("test", update, evaluate, lambda *args: None, 1, "ex")
-    budget = loop.Budget(minutes=1.0, flops_per_update=1.0, fitted=fitted.append, refit_at=20)
+    budget = loop.Budget(minutes=1.0, flops_per_update=1.0, fitted=fitted.append, warmup_end=20)
     done = loop.train(objective, loop.Schedule(0, 1000, eval_every=15, log_every=100,
                                                budget=budget), tmp_path, progress=False)
-    # after 10 updates: 10 s spent, 1 s each, 0.95 * 60 - 10 = 47 s left: 10 + 47 updates
-    # after 20: 8 x 1 s + 10 x 0.5 s + 2 s (an evaluation) since the second, 17 s in all,
-    # 15 / 18 s each and 40 s left: 20 + 48 updates
-    assert fitted == [57, 20 + int(40 / (15 / 18))] == [57, 68]
-    assert done.steps == 68
+    # after 10: 8 s for updates 3-10, 10 s in all, 0.95 * 60 - 10 = 47 s left: 10 + 47
+    # after 20: 10 x 0.5 s + an evaluation since, 17 s in all: 20 + int(40 / 0.7) = 77
+    # after (20 + 77) // 2 = 48: 10 x 0.5 + 18 x 0.25 + two evaluations = 13.5 s since,
+    # 30.5 s in all: 48 + int(26.5 / (13.5 / 28)) = 102
+    assert fitted == [57, 77, 102]
+    assert done.steps == 102
 
 
-def test_a_budget_is_fitted_once_when_warm_up_ends_before_the_timing(tmp_path):
+def test_a_budget_is_fitted_twice_when_warm_up_ends_before_the_timing(tmp_path):
     fitted = []
     objective = loop.Objective("test", lambda step, total: {"loss": 1.0},
                                lambda step: {"val_loss": 1.0}, lambda *args: None, 1, "ex")
-    budget = loop.Budget(minutes=None, flops_per_update=1.0, fitted=fitted.append, refit_at=5)
+    budget = loop.Budget(minutes=None, flops_per_update=1.0, fitted=fitted.append, warmup_end=5)
     loop.train(objective, loop.Schedule(0, 30, eval_every=100, log_every=100, budget=budget),
                tmp_path, progress=False)
-    assert fitted == [30]
+    assert fitted == [30, 30]  # after 10 updates and halfway from there, at 20
 
 
 def test_a_run_that_cannot_fit_is_refused_before_anything_is_written(tmp_path, monkeypatch):

@@ -131,8 +131,8 @@ def pretrain(model, optimizer, data, tcfg, run_dir, start_step=0, total_steps=No
     (`world`), each computes its share of every update and only rank 0 writes.
 
     total_steps is the schedule a resumed run started with; a fresh run (None) fits its
-    number of updates to tcfg.minutes once its first updates are timed, and again at the
-    warm-up's end (loop.Budget), and tells `fitted(total)` the number each time. Returns {"steps",
+    number of updates to tcfg.minutes once its first updates are timed, and twice more
+    (loop.Budget), and tells `fitted(total)` the number each time. Returns {"steps",
     "val_loss", "tokens_per_s"} of this session, and "val_bits_per_<unit>" when the data
     gives its tokens per unit.
     """
@@ -158,7 +158,7 @@ def pretrain(model, optimizer, data, tcfg, run_dir, start_step=0, total_steps=No
     budget = None  # a resumed run keeps the schedule it started with
     if total_steps is None:
         flops = flops_per_token(model.cfg, seq_len).training * tokens_per_update
-        budget = loop.Budget(tcfg.minutes, flops, fitted, refit_at=tcfg.warmup_steps)
+        budget = loop.Budget(tcfg.minutes, flops, fitted, warmup_end=tcfg.warmup_steps)
     schedule = loop.Schedule(start_step, total_steps or tcfg.max_steps, tcfg.eval_every,
                              tcfg.log_every, budget)
     done = loop.train(objective, schedule, run_dir, world, progress)

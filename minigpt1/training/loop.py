@@ -3,8 +3,8 @@
 
     for step = start .. total - 1:
         record = update(step, total)               one optimizer update: loss, lr, grad norm
-        a fresh pre-training run, after its first updates and again at the warm-up's end:
-            fit `total` to the time budget
+        a fresh pre-training run, after its first updates, at the warm-up's end and halfway
+            from there: fit `total` to the time budget
         every eval_every updates, and after the last:
             record += evaluate(step + 1)           validation loss (and the task's metric)
         every log_every updates, and with each evaluation: record -> a metrics.jsonl line
@@ -52,22 +52,24 @@ class Objective:
 
 @dataclass
 class Budget:
-    """Fit a fresh run's number of updates to a wall-clock budget once its first updates are
-    timed, and again at `refit_at`, timed then over every update before it (and the
-    evaluations between them). `refit_at` is the warm-up's end: until then the learning rate
-    does not depend on the total, so the second fit changes nothing already done. With no
-    budget the number stays, and the timing still says how long it will take."""
+    """Fit a fresh run's number of updates to a wall-clock budget: once its first updates are
+    timed, again at the warm-up's end, and last halfway from there to the end, each time from
+    the time per update since the fit before (evaluations included). Until the warm-up's end
+    the learning rate does not depend on the total, so the second fit changes nothing done;
+    the third follows a machine that sped up or slowed down since. With no budget the number
+    stays, and the timing still says how long it will take."""
 
     minutes: float | None
     flops_per_update: float  # for the GFLOP/s the timing reports
     fitted: Callable[[int], None] | None = None  # told the total at each fit (run.json keeps it)
-    refit_at: int = 0  # fit again once this many updates are done, if later than the first fit
+    warmup_end: int = 0  # updates done when the warm-up ends
 
     def fit_points(self, start):
-        """The update counts after which the total is fitted: the first MEASURED_STEPS timed
-        updates (after two that pay for first touches of memory), then refit_at."""
+        """The update counts after which the total is fitted before its halfway fit: the
+        first MEASURED_STEPS timed updates (after two that pay for first touches of memory),
+        then the warm-up's end if it comes later."""
         first = start + MEASURED_STEPS + 2
-        return [first, self.refit_at] if self.refit_at > first else [first]
+        return [first, self.warmup_end] if self.warmup_end > first else [first]
 
 
 @dataclass
@@ -97,7 +99,8 @@ def train(objective, schedule, run_dir, world=SINGLE, progress=True):
     if world.is_writer:
         truncate_metrics(metrics, schedule.start)  # a resumed run rewrites what follows
     step, total, budget, validation = schedule.start, schedule.total, schedule.budget, None
-    fits = budget.fit_points(step) if budget else []
+    fits = budget.fit_points(step) if budget else []  # then one halfway from the last
+    halfway_planned = False
     bar = tqdm(total=total, initial=step, desc=objective.name, unit="step",
                disable=not (progress and world.is_writer), dynamic_ncols=True)
     # a budget counts from the session's first update (a resume's with --minutes)
@@ -111,7 +114,9 @@ def train(objective, schedule, run_dir, world=SINGLE, progress=True):
             clock.updated(step)
             if fits and step == min(fits[0], total):
                 total = bar.total = fit_to_budget(budget, clock, schedule.total, step, world)
-                fits = [at for at in fits[1:] if at < total]
+                if len(fits) == 1 and not halfway_planned:  # the last fit: halfway from here
+                    fits, halfway_planned = [step, (step + total) // 2], True
+                fits = [at for at in fits[1:] if step < at < total]
             evaluated = step % schedule.eval_every == 0 or step == total
             if evaluated:
                 validation = objective.evaluate(step)
@@ -136,7 +141,8 @@ def train(objective, schedule, run_dir, world=SINGLE, progress=True):
 
 class Stopwatch:
     """A training session's clock: the time since it started, and the time per update since
-    its first two (which pay for first touches of memory), evaluations and saves included."""
+    the last fit of its budget (or, before the first, since its first two updates, which pay
+    for first touches of memory), evaluations and saves included."""
 
     def __init__(self, start):
         self.start, self.started = start, time.perf_counter()
@@ -149,11 +155,14 @@ class Stopwatch:
     def elapsed(self):
         return time.perf_counter() - self.started
 
-    def per_update(self, step):
+    def lap(self, step):
+        """Seconds per update since the timing's origin, which then moves to now."""
         done, since = self.timed_from
         if step == done:  # two updates or fewer: time them all
             done, since = self.start, self.started
-        return (time.perf_counter() - since) / (step - done)
+        now = time.perf_counter()
+        self.timed_from = (step, now)
+        return (now - since) / (step - done)
 
 
 def fit_to_budget(budget, clock, total, step, world):
@@ -162,14 +171,14 @@ def fit_to_budget(budget, clock, total, step, world):
     `total` (the schedule's own), and never fewer than `step` (the last update done must
     still be evaluated)."""
     # rank 0's timing: one plan for all ranks
-    seconds, elapsed = world.broadcast_json([clock.per_update(step), clock.elapsed()])
+    seconds, elapsed = world.broadcast_json([clock.lap(step), clock.elapsed()])
     if budget.minutes is not None:
         left = BUDGET_SHARE * budget.minutes * 60 - elapsed
         total = min(total, step + max(0, int(left / seconds)))
     total = max(step, total)
     if budget.fitted:
         budget.fitted(total)
-    tqdm.write(f"measured {seconds:.3f} s per update over the first {step - clock.start} "
+    tqdm.write(f"after {step - clock.start} updates, {seconds:.3f} s per update "
                f"({budget.flops_per_update / 1e9 / seconds:,.0f} GFLOP/s): {total} updates "
                f"planned ({elapsed / 60 + (total - step) * seconds / 60:.1f} min)")
     return total
