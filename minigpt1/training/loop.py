@@ -114,7 +114,7 @@ def train(objective, schedule, run_dir, world=SINGLE, progress=True):
             clock.updated(step)
             if fits and step == min(fits[0], total):
                 total = bar.total = fit_to_budget(budget, clock, schedule.total, step, world)
-                if len(fits) == 1 and not halfway_planned:  # the last fit: halfway from here
+                if len(fits) == 1 and not halfway_planned:  # then one more, halfway to the end
                     fits, halfway_planned = [step, (step + total) // 2], True
                 fits = [at for at in fits[1:] if step < at < total]
             evaluated = step % schedule.eval_every == 0 or step == total
