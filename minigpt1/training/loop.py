@@ -64,12 +64,19 @@ class Budget:
     fitted: Callable[[int], None] | None = None  # told the total at each fit (run.json keeps it)
     warmup_end: int = 0  # updates done when the warm-up ends
 
-    def fit_points(self, start):
-        """The update counts after which the total is fitted before its halfway fit: the
-        first MEASURED_STEPS timed updates (after two that pay for first touches of memory),
-        then the warm-up's end if it comes later."""
-        first = start + MEASURED_STEPS + 2
-        return [first, self.warmup_end] if self.warmup_end > first else [first]
+    def first_fit(self, start):
+        """Updates done at the first fit: MEASURED_STEPS timed ones, after two that pay for
+        first touches of memory."""
+        return start + MEASURED_STEPS + 2
+
+    def next_fit(self, start, step, total):
+        """Updates done at the fit after the one made at `step`, or None after the last: the
+        warm-up's end if it is still ahead, else halfway to the end; none after the halfway
+        fit (the one made neither at the first fit nor at the warm-up's end)."""
+        if step not in (self.first_fit(start), self.warmup_end):
+            return None
+        at = self.warmup_end if step < self.warmup_end else (step + total) // 2
+        return at if step < at < total else None
 
 
 @dataclass
@@ -99,8 +106,7 @@ def train(objective, schedule, run_dir, world=SINGLE, progress=True):
     if world.is_writer:
         truncate_metrics(metrics, schedule.start)  # a resumed run rewrites what follows
     step, total, budget, validation = schedule.start, schedule.total, schedule.budget, None
-    fits = budget.fit_points(step) if budget else []  # then one halfway from the last
-    halfway_planned = False
+    next_fit = budget.first_fit(step) if budget else None  # updates done at the next fit
     bar = tqdm(total=total, initial=step, desc=objective.name, unit="step",
                disable=not (progress and world.is_writer), dynamic_ncols=True)
     # a budget counts from the session's first update (a resume's with --minutes)
@@ -112,11 +118,9 @@ def train(objective, schedule, run_dir, world=SINGLE, progress=True):
             record = {"step": step + 1, **objective.update(step, total)}
             step += 1
             clock.updated(step)
-            if fits and step == min(fits[0], total):
+            if next_fit and step == min(next_fit, total):
                 total = bar.total = fit_to_budget(budget, clock, schedule.total, step, world)
-                if len(fits) == 1 and not halfway_planned:  # then one more, halfway to the end
-                    fits, halfway_planned = [step, (step + total) // 2], True
-                fits = [at for at in fits[1:] if step < at < total]
+                next_fit = budget.next_fit(schedule.start, step, total)
             evaluated = step % schedule.eval_every == 0 or step == total
             if evaluated:
                 validation = objective.evaluate(step)
