@@ -165,9 +165,10 @@ def run_adamw(device, dtype):
 def run_matrix_product(device, dtype):
     outputs = {}
     with products_in_blocks(2):  # as in a training step of one shard
-        # the largest size M, N or K (cut in 4 blocks, one short), a transposed operand, a
-        # product too small to cut
-        for M, K, N in [(1027, 64, 96), (64, 96, 1027), (96, 1027, 64), (8, 8, 8)]:
+        # N cut in 4 blocks (M the largest; N the largest, one block short; N and K tied),
+        # K cut (the largest, one block short), a transposed operand, a product too small to cut
+        for M, K, N in [(1027, 64, 96), (64, 96, 1027), (64, 515, 515), (96, 1027, 64),
+                        (8, 8, 8)]:
             a, b = host(M, K, seed=M), host(N, K, seed=N).T
             outputs[f"{M}x{K}x{N}"] = matrix_product(on(device, a, dtype), on(device, b, dtype))
     return outputs

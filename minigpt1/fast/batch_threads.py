@@ -133,6 +133,30 @@ def run_in_order(fn, items, consume):
             map_at_most(fn, items, threads, consume)
 
 
+def map_dealt(fn, items, threads):
+    """[fn(item) for item in items], the items dealt out in turn to `threads` threads, the
+    caller being the first, each running its share in order.
+
+    One hand-off per thread, not one per item: waking a thread that sleeps on an idle core
+    costs 0.1 to 1 ms on a VM, as much as a small product takes.
+    """
+    results = [None] * len(items)
+
+    def run_share(first):
+        for i in range(first, len(items), threads):
+            results[i] = fn(items[i])
+
+    others = [pool().submit(run_share, first) for first in range(1, min(threads, len(items)))]
+    try:
+        run_share(0)
+    except BaseException:
+        settle(others)
+        raise
+    for other in others:
+        other.result()  # its error, if it raised one
+    return results
+
+
 def map_at_most(fn, items, threads, consume):
     """consume(fn(item)) for each item in order; fn on up to `threads` items at once (in the
     caller when threads is 1)."""

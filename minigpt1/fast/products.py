@@ -5,23 +5,25 @@ shards keeps the cores busy with shards. A batch of one shard (one sequence, as 
 batch often is on a CPU) would then multiply on one core. OpenBLAS's own threads are no
 answer: how it splits a product depends on how many threads it has, and so, for some
 shapes, do the last bits of the result (GPT-1's head backward, (512, 40478) @ (40478, 768),
-comes out different on 1 and 2 threads). So the largest of a product's three sizes is cut
-into BLOCKS parts, whatever the number of cores:
+comes out different on 1 and 2 threads). So one of a product's sizes is cut into BLOCKS
+parts, whatever the number of cores:
 
-    M, the rows of a:       out[i0:i1]    = a[i0:i1] @ b
     N, the columns of b:    out[:, j0:j1] = a @ b[:, j0:j1]
     K, the inner size:      out = a[:, k0:k1] @ b[k0:k1] summed over the blocks, in order
 
-Each block is one single-threaded BLAS call, and the blocks run on the threads there are:
-the numbers depend on the shapes alone. Cutting the largest size keeps the operand that every
-block reads whole (and packs again) the smaller one.
+K is cut where it is the largest size (the head's backward over the vocabulary): each block
+then reads a quarter of both operands and writes a small partial sum. Otherwise N is: each
+block reads all of a and a quarter of b. Each block is one single-threaded BLAS call, and the
+blocks are dealt out to the threads there are, the caller taking its share: the numbers
+depend on the shapes alone. `python benchmarks/product_blocks.py` times the blocks beside
+OpenBLAS's own threads (docs/speed.md).
 """
 
 import numpy
 
 from ..backend import register_fast_path
 from ..layers.linear import matrix_product
-from .batch_threads import block_threads, map_at_most
+from .batch_threads import block_threads, map_dealt
 
 BLOCKS = 4  # parts per product: work for 1, 2 or 4 cores alike
 MIN_WORK = 1 << 22  # multiply-adds below which a product stays whole
@@ -34,24 +36,17 @@ def product_in_blocks(a, b):
     (M, K), N = a.shape, b.shape[1]
     if M * K * N < MIN_WORK:
         return matrix_product.plain(a, b)
-    size = max(M, N, K)
+    inner = K > max(M, N)  # cut K, else N
+    size = K if inner else N
     cuts = [slice(size * i // BLOCKS, size * (i + 1) // BLOCKS) for i in range(BLOCKS)]
-    if size == K:
-        parts = []
-        map_at_most(lambda k: a[:, k] @ b[k], cuts, threads, parts.append)  # (M, N) each
+    if inner:
+        parts = map_dealt(lambda k: a[:, k] @ b[k], cuts, threads)  # (M, N) each
         out = parts[0]
         for part in parts[1:]:  # in the blocks' order
             out += part
         return out
     out = numpy.empty((M, N), dtype=numpy.result_type(a, b))
-
-    def block(cut):  # rows or columns of out, written in place
-        if size == M:
-            numpy.matmul(a[cut], b, out=out[cut])
-        else:
-            numpy.matmul(a, b[:, cut], out=out[:, cut])
-
-    map_at_most(block, cuts, threads, lambda _: None)  # each block wrote its part of out
+    map_dealt(lambda j: numpy.matmul(a, b[:, j], out=out[:, j]), cuts, threads)
     return out
 
 
