@@ -209,16 +209,21 @@ def torch_steps(torch, cfg, p, ids, dropouts=(0.1,), device="cpu"):
 def time_alternately(fns, warmup, repeats, pause=0.3, sync=lambda: None):
     """Median seconds of each callable, run in turns; the order flips every repeat.
 
-    Each call starts after `pause` idle seconds (not timed): the thread pools of OpenBLAS and
-    of torch's OpenMP spin for a while after their last job, and without the pause each
-    framework would run while the other's idle threads still hold the cores. `sync` waits
-    for queued GPU work, inside the timed span.
+    Each turn idles `pause` seconds, calls the callable once untimed, then times a second
+    call. The pause lets the thread pools of OpenBLAS and of torch's OpenMP stop spinning
+    after their last job: without it each framework would run while the other's idle threads
+    still hold the cores. The untimed call wakes the cores again: on a VM the first tens of
+    milliseconds after an idle pause run slower, by as much as a whole tiny-preset
+    generation takes, and timing them would measure the machine waking up, not the
+    framework. `sync` waits for queued GPU work, inside the timed span.
     """
     times = [[] for _ in fns]
     for r in range(warmup + repeats):
         order = range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))
         for i in order:
             time.sleep(pause)
+            fns[i]()
+            sync()
             start = time.perf_counter()
             fns[i]()
             sync()
