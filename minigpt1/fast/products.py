@@ -15,7 +15,7 @@ K is cut where it is the largest size (the head's backward over the vocabulary):
 then reads a quarter of both operands and writes a small partial sum. Otherwise N is: each
 block reads all of a and a quarter of b. Each block is one single-threaded BLAS call, and the
 blocks are dealt out to the threads there are, the caller taking its share: the numbers
-depend on the shapes alone. `python benchmarks/product_blocks.py` times the blocks beside
+depend on the shapes alone. `python benchmarks/step_products.py` times the blocks beside
 OpenBLAS's own threads (docs/speed.md).
 """
 
