@@ -6,6 +6,7 @@ generate reads a folder while it trains, and takes no lock.
 """
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -35,10 +36,16 @@ def lines(path):
 
 
 def snapshot(folder):
-    """Every file under folder with its bytes (the lock's holder note aside)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != HOLDER and "checkpoints" not in p.parts
-            and p.name != "metrics.jsonl"}
+    """Every file under folder with its bytes, but for what the live run still writes: the
+    lock's holder note, metrics.jsonl and checkpoints/, which is not even listed (the run
+    deletes its older checkpoints while the snapshot walks)."""
+    files = {}
+    for parent, folders, names in os.walk(folder):
+        folders[:] = sorted(name for name in folders if name != "checkpoints")
+        for name in sorted(set(names) - {HOLDER, "metrics.jsonl"}):
+            path = Path(parent, name)
+            files[str(path.relative_to(folder))] = path.read_bytes()
+    return files
 
 
 def test_a_second_writer_on_a_live_run_is_refused_and_the_first_finishes_intact(corpus,
