@@ -16,7 +16,7 @@ products are left out; the share of the step's FLOPs they leave is printed.
 """
 
 import argparse
-import statistics
+import functools
 import sys
 import time
 from pathlib import Path
@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compare_torch import PRESETS  # noqa: E402
+from compare_torch import PRESETS, time_alternately  # noqa: E402
 
 from minigpt1 import GPTConfig  # noqa: E402
 from minigpt1.fast.batch_threads import (  # noqa: E402
@@ -86,24 +86,16 @@ def on_one_thread(pairs, threads):
         on_openblas_threads(pairs, threads)
 
 
-def median_times(fns, args, repeats):
-    """Median seconds of each fn(*args), the fns run in turns."""
-    times = [[] for _ in fns]
-    for _ in range(repeats + 1):  # the first round warms up
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn(*args)
-            times[i].append(time.perf_counter() - start)
-    return [statistics.median(t[1:]) for t in times]
-
-
 def time_product(pairs, threads, repeats):
-    """Seconds of the step's way, OpenBLAS's threads and one thread, for one product."""
-    step_time, one_time = median_times([as_the_step_runs, on_one_thread], (pairs, threads),
-                                       repeats)
+    """Seconds of the step's way, OpenBLAS's threads and one thread, for one product
+    (compare_torch's alternating timing, with no pause between turns)."""
+    step_way, one_thread = (functools.partial(fn, pairs, threads)
+                            for fn in (as_the_step_runs, on_one_thread))
+    step_time, one_time = time_alternately([step_way, one_thread], 1, repeats, pause=0)
     # OpenBLAS's threads spin for a while after a product and would hold a core while the
     # step's way runs: they are timed apart, and idle a moment before the next product
-    [openblas_time] = median_times([on_openblas_threads], (pairs, threads), repeats)
+    [openblas_time] = time_alternately([functools.partial(on_openblas_threads, pairs, threads)],
+                                       1, repeats, pause=0)
     time.sleep(0.5)
     return np.array([step_time, openblas_time, one_time]) / INNER
 
