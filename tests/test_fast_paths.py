@@ -35,6 +35,7 @@ from minigpt1.layers import (
 )
 from minigpt1.layers.attention import causal_softmax
 from minigpt1.layers.cross_entropy import target_log_probs
+from minigpt1.training.dropout_streams import DropoutStreams
 from minigpt1.training.optim import AdamW
 
 FAST = Path(__file__).resolve().parents[1] / "minigpt1" / "fast"
@@ -272,6 +273,44 @@ def test_attention_by_blocks_equals_the_full_matrix(block):
         (cache_past.probs, cache.probs[:, :, 5:]),
     ]:
         np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_lone_shards_head_groups_give_the_same_numbers_on_1_2_and_4_threads(dtype):
+    # 6 heads in 4 groups (1 or 2 heads each), 7 queries in blocks of 3, dropout on: the
+    # groups take their share of masks drawn for all heads at once
+    qkv, dy = host(1, 7, 3 * 6 * 4, seed=3).astype(dtype), host(1, 7, 6 * 4, seed=4).astype(dtype)
+
+    def run(threads):
+        with products_in_blocks(threads):
+            y, cache = attention_forward_by_blocks(qkv, 6, 0.3, DropoutStreams(5, 2, range(1)),
+                                                   block=3)
+            return y, cache.probs, attention_backward(dy, cache), len(cache.groups)
+
+    y, probs, dqkv, groups = run(1)
+    assert groups == 4
+    for threads in (2, 4):
+        for ours, reference in zip(run(threads)[:3], (y, probs, dqkv), strict=True):
+            np.testing.assert_array_equal(ours, reference)
+    # the heads at once, the same masks: equal to rounding
+    y_all, cache_all = attention_forward_by_blocks(qkv, 6, 0.3, DropoutStreams(5, 2, range(1)),
+                                                   block=3)
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    for ours, reference in [(y, y_all), (probs, cache_all.probs),
+                            (dqkv, attention_backward(dy, cache_all))]:
+        np.testing.assert_allclose(ours, reference, rtol=0, atol=tol)
+
+
+def test_a_lone_shards_head_groups_pass_the_gradient_check():
+    qkv = host(1, 7, 3 * 6 * 3, seed=0)
+
+    def forward(qkv):
+        with products_in_blocks(2):
+            return attention_forward_by_blocks(qkv, 6, 0.2, DropoutStreams(5, 2, range(1)),
+                                               block=3)
+
+    bad = failures(check_layer(forward, attention_backward, {"qkv": qkv}), 1e-7)
+    assert not bad, "gradient check failed:\n" + bad
 
 
 def test_attention_backward_refuses_a_past():

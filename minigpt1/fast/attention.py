@@ -14,6 +14,12 @@ over blocks of queries, never over heads; the backward pass walks the same block
 add up the contributions of every block whose queries saw them. This is the idea behind
 FlashAttention's tiling, without its fusion. Up to QUERY_BLOCK tokens there is one block.
 
+A lone shard (a training step's batch of one sequence, products.py) would run all of this on
+one core. Its heads are independent, so they go in HEAD_GROUPS fixed groups dealt out to the
+cores, each group walking the blocks on its own. The dropout numbers are drawn first, for all
+heads at once as above, and each group takes its heads' share: the same masks as the heads at
+once, and the same numbers on any number of cores.
+
 Within a block the passes over the (b - a, P + b) scores are cut down too:
 - the queries are scaled before the product (T * hs numbers, not T * T scores);
 - the softmax works in place, with its row sums as BLAS products (row_sums.py);
@@ -29,6 +35,8 @@ from the plain layer's (the same distribution, other draws).
 import math
 from typing import NamedTuple
 
+import numpy
+
 from ..backend import DEVICES, register_fast_path, xp_of
 from ..layers.attention import (
     causal_mask,
@@ -38,17 +46,20 @@ from ..layers.attention import (
     split_heads,
 )
 from ..layers.dropout import dropout_backward, dropout_forward
+from .batch_threads import block_threads, map_dealt
 from .row_sums import row_sum
 
 QUERY_BLOCK = 128  # rows per block: big enough for efficient matmuls, small enough to skip
+HEAD_GROUPS = 4  # a lone shard's heads in this many groups: work for 1, 2 or 4 cores alike
 
 
 class BlockedAttentionCache(NamedTuple):
     q: object  # (B, nh, T, hs) the queries, already scaled by 1/sqrt(hs)
     k: object  # (B, nh, P + T, hs) the keys, after those of the past
     v: object  # (B, nh, P + T, hs)
-    blocks: list  # per block [a, b): (probs, probs_dropped, dropout cache), (B, nh, b - a, P + b)
-    y: object  # (B, T, C) the output: dy . y gives the softmax backward's row sums
+    groups: list  # per group of heads: (its heads, a slice; per block [a, b): (probs,
+    #               probs_dropped, dropout cache), (B, heads, b - a, P + b))
+    y_h: object  # (B, nh, T, hs) the output: dy_h . y_h gives the softmax backward's row sums
     block: int  # queries per block
 
     @property
@@ -56,8 +67,9 @@ class BlockedAttentionCache(NamedTuple):
         """The full (B, nh, T, P + T) probabilities, zeros above the diagonal (attention maps)."""
         B, nh, T, _ = self.q.shape
         full = xp_of(self.q).zeros((B, nh, T, self.k.shape[2]), dtype=self.q.dtype)
-        for a, (probs, _, _) in zip(range(0, T, self.block), self.blocks, strict=True):
-            full[:, :, a : a + probs.shape[2], : probs.shape[3]] = probs
+        for heads, blocks in self.groups:
+            for a, (probs, _, _) in zip(range(0, T, self.block), blocks, strict=True):
+                full[:, heads, a : a + probs.shape[2], : probs.shape[3]] = probs
         return full
 
 
@@ -97,48 +109,109 @@ def attend_backward(dy_h, y_h, q, k, v, probs, probs_dropped, dropout_cache):
     return dscores @ k, dscores.transpose(0, 1, 3, 2) @ q, dv
 
 
-def attention_forward_by_blocks(qkv, n_head, attn_pdrop=0.0, rng=None, past=None,
-                                block=QUERY_BLOCK):
-    xp = xp_of(qkv)
-    C = qkv.shape[-1] // 3
-    q, k, v = queries_keys_values(qkv, n_head, past)  # (B, nh, T or P + T, hs)
-    q = q * (1.0 / math.sqrt(C // n_head))  # (B, nh, T, hs), a contiguous copy
+def attend_by_blocks(q, k, v, attn_pdrop, rng, block):
+    """Scaled queries q (B, h, T, hs) over keys/values (B, h, P + T, hs), one block of queries
+    at a time -> y_h (B, h, T, hs) and what each block's backward pass needs."""
+    xp = xp_of(q)
     T, P = q.shape[2], k.shape[2] - q.shape[2]
     if T <= block:  # one block (short windows, generation): no slices to cut
         y_h, *saved = attend(q, k, v, attn_pdrop, rng)
-        blocks = [saved]
-    else:
-        outputs, blocks = [], []
-        for a in range(0, T, block):
-            b = min(a + block, T)  # queries [a, b) see keys [0, P + b)
-            y_block, *saved = attend(q[:, :, a:b], k[:, :, : P + b], v[:, :, : P + b],
-                                     attn_pdrop, rng)
-            outputs.append(y_block)
-            blocks.append(saved)
-        y_h = xp.concatenate(outputs, axis=2)  # (B, nh, T, hs)
-    y = merge_heads(y_h)  # (B, T, C)
-    return y, BlockedAttentionCache(q, k, v, blocks, y, block)
+        return y_h, [saved]
+    outputs, blocks = [], []
+    for a, b in query_spans(T, block):  # queries [a, b) see keys [0, P + b)
+        y_block, *saved = attend(q[:, :, a:b], k[:, :, : P + b], v[:, :, : P + b], attn_pdrop,
+                                 rng)
+        outputs.append(y_block)
+        blocks.append(saved)
+    return xp.concatenate(outputs, axis=2), blocks
 
 
-def attention_backward_by_blocks(dy, cache):
-    xp = xp_of(dy)
-    q, k, v, blocks, y, block = cache
-    if k.shape[2] != q.shape[2]:
-        raise ValueError("no backward pass through a key/value cache (past): it is for inference")
-    n_head, T, hs = q.shape[1], q.shape[2], q.shape[3]
-    dy_h, y_h = split_heads(dy, n_head), split_heads(y, n_head)  # (B, nh, T, hs)
-    spans = [(a, min(a + block, T)) for a in range(0, T, block)]
+def attend_by_blocks_backward(dy_h, y_h, q, k, v, blocks, block):
+    """The backward pass of `attend_by_blocks` (no past): dy_h, y_h (B, h, T, hs) -> dq, dk, dv
+    (B, h, T, hs), dq for the scaled queries."""
+    xp = xp_of(dy_h)
+    spans = query_spans(q.shape[2], block)
     grads = [  # (dq, dk, dv) of each block
         attend_backward(dy_h[:, :, a:b], y_h[:, :, a:b], q[:, :, a:b], k[:, :, :b], v[:, :, :b],
                         *saved)
         for (a, b), saved in zip(spans, blocks, strict=True)
     ]
     dq_blocks = [dq_block for dq_block, _, _ in grads]
-    dq = dq_blocks[0] if len(grads) == 1 else xp.concatenate(dq_blocks, axis=2)  # (B, nh, T, hs)
+    dq = dq_blocks[0] if len(grads) == 1 else xp.concatenate(dq_blocks, axis=2)  # (B, h, T, hs)
     _, dk, dv = grads[-1]  # the last block saw every key: its dk and dv start the sums
     for (_, b), (_, dk_block, dv_block) in zip(spans[:-1], grads[:-1], strict=True):
         dk[:, :, :b] += dk_block
         dv[:, :, :b] += dv_block
+    return dq, dk, dv
+
+
+def query_spans(T, block):
+    """The blocks [a, b) of T queries."""
+    return [(a, min(a + block, T)) for a in range(0, T, block)]
+
+
+def head_groups(n_head):
+    """A lone shard's heads in HEAD_GROUPS slices (one per head with fewer heads)."""
+    groups = min(HEAD_GROUPS, n_head)
+    return [slice(n_head * i // groups, n_head * (i + 1) // groups) for i in range(groups)]
+
+
+class Drawn:
+    """The uniform numbers of a group of heads, drawn in advance from the sequence's stream and
+    handed to dropout_forward in order: groups running at once must not draw from one stream."""
+
+    def __init__(self, draws):
+        self.draws = iter(draws)
+
+    def random(self, shape, dtype):
+        u = next(self.draws)
+        if u.shape != tuple(shape) or u.dtype != dtype:
+            raise ValueError(f"drawn {u.shape} {u.dtype}, asked for {tuple(shape)} {dtype}")
+        return u
+
+
+def attention_forward_by_blocks(qkv, n_head, attn_pdrop=0.0, rng=None, past=None,
+                                block=QUERY_BLOCK):
+    xp = xp_of(qkv)
+    C = qkv.shape[-1] // 3
+    q, k, v = queries_keys_values(qkv, n_head, past)  # (B, nh, T or P + T, hs)
+    q = q * (1.0 / math.sqrt(C // n_head))  # (B, nh, T, hs), a contiguous copy
+    threads = block_threads() if isinstance(q, numpy.ndarray) else None
+    if threads is None:  # the heads at once, as one batch of products
+        y_h, blocks = attend_by_blocks(q, k, v, attn_pdrop, rng, block)
+        groups = [(slice(None), blocks)]
+    else:  # a lone shard: its groups of heads dealt out to the cores
+        B, T, P = q.shape[0], q.shape[2], k.shape[2] - q.shape[2]
+        draws = [rng.random((B, n_head, b - a, P + b), dtype=q.dtype)  # as the heads at once
+                 for a, b in query_spans(T, block)] if attn_pdrop > 0.0 else []
+
+        def attend_heads(h):
+            group_rng = Drawn([u[:, h] for u in draws])
+            return attend_by_blocks(q[:, h], k[:, h], v[:, h], attn_pdrop, group_rng, block)
+
+        heads = head_groups(n_head)
+        results = map_dealt(attend_heads, heads, threads)
+        y_h = xp.concatenate([y_group for y_group, _ in results], axis=1)  # (B, nh, T, hs)
+        groups = [(h, blocks) for h, (_, blocks) in zip(heads, results, strict=True)]
+    return merge_heads(y_h), BlockedAttentionCache(q, k, v, groups, y_h, block)
+
+
+def attention_backward_by_blocks(dy, cache):
+    xp = xp_of(dy)
+    q, k, v, groups, y_h, block = cache
+    if k.shape[2] != q.shape[2]:
+        raise ValueError("no backward pass through a key/value cache (past): it is for inference")
+    n_head, hs = q.shape[1], q.shape[3]
+    dy_h = split_heads(dy, n_head)  # (B, nh, T, hs)
+
+    def heads_backward(group):
+        h, blocks = group
+        return attend_by_blocks_backward(dy_h[:, h], y_h[:, h], q[:, h], k[:, h], v[:, h],
+                                         blocks, block)
+
+    grads = map_dealt(heads_backward, groups, block_threads() or 1)
+    dq, dk, dv = (parts[0] if len(parts) == 1 else xp.concatenate(parts, axis=1)
+                  for parts in zip(*grads, strict=True))  # (B, nh, T, hs) each
     dq *= 1.0 / math.sqrt(hs)  # forward: q = q_unscaled / sqrt(hs)
     return xp.concatenate([merge_heads(dq), merge_heads(dk), merge_heads(dv)], axis=-1)
 
