@@ -17,6 +17,7 @@ import pytest
 
 from minigpt1 import backend
 from minigpt1.backend import FAST_PATHS, PLAIN
+from minigpt1.fast import adamw
 from minigpt1.fast.attention import QUERY_BLOCK, attention_forward_by_blocks
 from minigpt1.fast.batch_threads import products_in_blocks
 from minigpt1.gradcheck import check_layer, failures
@@ -37,6 +38,7 @@ from minigpt1.layers.attention import causal_softmax
 from minigpt1.layers.cross_entropy import target_log_probs
 from minigpt1.training.dropout_streams import DropoutStreams
 from minigpt1.training.optim import AdamW
+from tests.test_threads import linux_openblas
 
 FAST = Path(__file__).resolve().parents[1] / "minigpt1" / "fast"
 DTYPES = [np.float32, np.float64]
@@ -311,6 +313,30 @@ def test_a_lone_shards_head_groups_pass_the_gradient_check():
 
     bad = failures(check_layer(forward, attention_backward, {"qkv": qkv}), 1e-7)
     assert not bad, "gradient check failed:\n" + bad
+
+
+def test_adamw_in_parts_on_threads_gives_the_numbers_of_one_thread(monkeypatch):
+    # 5,003 elements cut in 1, 2 or 4 parts of slices of 1,000 (the last ones shorter)
+    monkeypatch.setattr(adamw, "MIN_SPLIT", 1)
+    monkeypatch.setattr(adamw, "THREAD_SLICE", 1000)
+    blas = linux_openblas()
+
+    def update(threads):
+        p, m, v = host(5003, seed=1), host(5003, seed=2), host(5003, seed=3, scale=0.1) ** 2
+        before = blas.get()
+        blas.set(threads)
+        try:
+            for t in (1, 2):
+                adamw.adamw_update_in_slices(p, host(5003, seed=3 + t), m, v, t, 1e-2,
+                                             (0.9, 0.999), 1e-8, 0.1)
+        finally:
+            blas.set(before)
+        return p, m, v
+
+    one = update(1)
+    for threads in (2, 4):
+        for ours, reference in zip(update(threads), one, strict=True):
+            np.testing.assert_array_equal(ours, reference)
 
 
 def test_attention_backward_refuses_a_past():

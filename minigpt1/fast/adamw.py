@@ -7,7 +7,8 @@ a pass over the whole parameter and a new temporary as large as it. Here:
       p = decay p - step_size m / (sqrt(v) + eps_hat);
 - the parameter is updated in slices of SLICE elements, so that a slice of p, g, m, v and the
   scratch (1.3 MB in float32) stays in cache across the operations on it;
-- every temporary lives in one scratch slice per thread and dtype, reused by every update.
+- every temporary lives in one scratch slice per thread and dtype, reused by every update;
+- a large parameter is updated by every core, each its own part of it.
 """
 
 import math
@@ -16,8 +17,12 @@ import threading
 import numpy
 
 from ..backend import register_fast_path
+from .batch_threads import blas_threads, map_dealt
 
 SLICE = 1 << 16  # elements per slice
+THREAD_SLICE = 1 << 18  # per slice in threads: each NumPy call takes the GIL back, and two
+#                         threads that do so every few microseconds wait for each other
+MIN_SPLIT = 1 << 20  # elements a parameter needs to pay for waking a second thread
 
 _workspace = threading.local()  # each thread's scratch slices, one per dtype
 
@@ -31,21 +36,32 @@ def folded_scalars(t, lr, betas, eps, weight_decay):
 
 
 def scratch(dtype):
-    """This thread's scratch slice for `dtype` (SLICE elements), made on first use."""
+    """This thread's scratch slice for `dtype` (THREAD_SLICE elements), made on first use."""
     buffers = vars(_workspace).setdefault("buffers", {})
     if dtype not in buffers:
-        buffers[dtype] = numpy.empty(SLICE, dtype=dtype)
+        buffers[dtype] = numpy.empty(THREAD_SLICE, dtype=dtype)
     return buffers[dtype]
 
 
 def adamw_update_in_slices(p, g, m, v, t, lr, betas, eps, weight_decay):
-    """adamw_update for contiguous NumPy arrays p, m, v (g may be any array of p's shape)."""
+    """adamw_update for contiguous NumPy arrays p, m, v (g may be any array of p's shape).
+
+    A large parameter is cut in one part per core, each updated by a thread: every element's
+    update is the same whichever thread makes it."""
     scalars = folded_scalars(t, lr, betas, eps, weight_decay)
-    tmp = scratch(p.dtype)
     flat = [a.reshape(-1) for a in (p, g, m, v)]  # views of p, m, v: updated in place
-    for start in range(0, p.size, SLICE):
-        part = [a[start : start + SLICE] for a in flat]
-        update_slice(*part, tmp[: part[0].size], betas, *scalars)
+    threads = blas_threads() if p.size >= MIN_SPLIT else 1
+    parts = [range(p.size * i // threads, p.size * (i + 1) // threads) for i in range(threads)]
+    slice_size = SLICE if threads == 1 else THREAD_SLICE
+    map_dealt(lambda part: update_part(flat, part, slice_size, betas, scalars), parts, threads)
+
+
+def update_part(flat, part, slice_size, betas, scalars):
+    """The elements `part` (a range) of the flat p, g, m, v, slice by slice."""
+    tmp = scratch(flat[0].dtype)
+    for start in range(part.start, part.stop, slice_size):
+        stop = min(start + slice_size, part.stop)
+        update_slice(*(a[start:stop] for a in flat), tmp[: stop - start], betas, *scalars)
 
 
 def update_slice(p, g, m, v, tmp, betas, decay, step_size, eps_hat):
