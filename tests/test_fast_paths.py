@@ -17,7 +17,7 @@ import pytest
 
 from minigpt1 import backend
 from minigpt1.backend import FAST_PATHS, PLAIN
-from minigpt1.fast import adamw
+from minigpt1.fast import adamw, gelu
 from minigpt1.fast.attention import QUERY_BLOCK, attention_forward_by_blocks
 from minigpt1.fast.batch_threads import products_in_blocks
 from minigpt1.gradcheck import check_layer, failures
@@ -337,6 +337,21 @@ def test_adamw_in_parts_on_threads_gives_the_numbers_of_one_thread(monkeypatch):
     for threads in (2, 4):
         for ours, reference in zip(update(threads), one, strict=True):
             np.testing.assert_array_equal(ours, reference)
+
+
+def test_a_lone_shards_gelu_in_row_parts_gives_the_numbers_of_the_whole(monkeypatch):
+    # 7 rows in 4 parts on 1, 2 and 4 threads; one input a transposed (non-contiguous) view
+    monkeypatch.setattr(gelu, "MIN_SPLIT", 1)
+    x, dy = host(1, 7, 12, seed=6, scale=3.0), host(12, 7, seed=7).T[None]
+    y, cache = gelu.gelu_forward_in_place(x)
+    dx = gelu.gelu_backward_in_place(dy, cache)
+    for threads in (1, 2, 4):
+        with products_in_blocks(threads):
+            y_parts, cache_parts = gelu.gelu_forward_in_place(x)
+            dx_parts = gelu.gelu_backward_in_place(dy, cache_parts)
+        for ours, reference in [(y_parts, y), (cache_parts.tanh_u, cache.tanh_u), (dx_parts, dx)]:
+            np.testing.assert_array_equal(ours, reference)
+    np.testing.assert_allclose(y, gelu_forward.plain(x)[0], rtol=1e-12, atol=1e-15)
 
 
 def test_attention_backward_refuses_a_past():

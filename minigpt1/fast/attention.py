@@ -15,21 +15,10 @@ add up the contributions of every block whose queries saw them. This is the idea
 FlashAttention's tiling, without its fusion. Up to QUERY_BLOCK tokens there is one block.
 
 A lone shard (a training step's batch of one sequence, products.py) would run all of this on
-one core. Its heads are independent, so they go in HEAD_GROUPS fixed groups dealt out to the
-cores, each group walking the blocks on its own. The dropout numbers are drawn first, for all
-heads at once as above, and each group takes its heads' share: the same masks as the heads at
-once, and the same numbers on any number of cores.
-
-Within a block the passes over the (b - a, P + b) scores are cut down too:
-- the queries are scaled before the product (T * hs numbers, not T * T scores);
-- the softmax works in place, with its row sums as BLAS products (row_sums.py);
-- the softmax backward needs D = sum over keys of dprobs * probs, one number per query. That
-  sum equals dy_h . y_h (the FlashAttention identity: sum_k (dy . v_k) probs_d_k = dy . y,
-  dropout included), a dot product over hs values instead of a pass over the keys.
-
-The cache keeps each block's probabilities; its `probs` assembles the full (T, P + T) matrix
-for attention maps. Dropout draws one mask per block, so with attn_pdrop > 0 the masks differ
-from the plain layer's (the same distribution, other draws).
+one core. Its heads are independent, so they go in 4 fixed groups (batch_threads.fixed_parts)
+dealt out to the cores, each group walking the blocks on its own. The dropout numbers are
+drawn first, for all heads at once as above, and each group takes its heads' share: the same
+masks as the heads at once, and the same numbers on any number of cores.
 """
 
 import math
@@ -46,11 +35,10 @@ from ..layers.attention import (
     split_heads,
 )
 from ..layers.dropout import dropout_backward, dropout_forward
-from .batch_threads import block_threads, map_dealt
+from .batch_threads import block_threads, fixed_parts, map_dealt
 from .row_sums import row_sum
 
 QUERY_BLOCK = 128  # rows per block: big enough for efficient matmuls, small enough to skip
-HEAD_GROUPS = 4  # a lone shard's heads in this many groups: work for 1, 2 or 4 cores alike
 
 
 class BlockedAttentionCache(NamedTuple):
@@ -150,12 +138,6 @@ def query_spans(T, block):
     return [(a, min(a + block, T)) for a in range(0, T, block)]
 
 
-def head_groups(n_head):
-    """A lone shard's heads in HEAD_GROUPS slices (one per head with fewer heads)."""
-    groups = min(HEAD_GROUPS, n_head)
-    return [slice(n_head * i // groups, n_head * (i + 1) // groups) for i in range(groups)]
-
-
 class Drawn:
     """The uniform numbers of a group of heads, drawn in advance from the sequence's stream and
     handed to dropout_forward in order: groups running at once must not draw from one stream."""
@@ -189,7 +171,7 @@ def attention_forward_by_blocks(qkv, n_head, attn_pdrop=0.0, rng=None, past=None
             group_rng = Drawn([u[:, h] for u in draws])
             return attend_by_blocks(q[:, h], k[:, h], v[:, h], attn_pdrop, group_rng, block)
 
-        heads = head_groups(n_head)
+        heads = fixed_parts(n_head)
         results = map_dealt(attend_heads, heads, threads)
         y_h = xp.concatenate([y_group for y_group, _ in results], axis=1)  # (B, nh, T, hs)
         groups = [(h, blocks) for h, (_, blocks) in zip(heads, results, strict=True)]

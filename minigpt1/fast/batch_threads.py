@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from .blas import openblas
 
 MIN_SHARD_ELEMENTS = 1 << 15  # rows x tokens x channels a shard needs to pay for its thread
+LONE_SHARD_PARTS = 4  # a lone shard's work is cut in this many parts: for 1, 2 or 4 cores alike
 
 
 _pools = {}  # process id -> its thread pool
@@ -88,6 +89,13 @@ def products_in_blocks(threads):
         yield
     finally:
         _blocks = None
+
+
+def fixed_parts(size, parts=LONE_SHARD_PARTS):
+    """range(size) in `parts` contiguous slices (one per element when size is smaller), the
+    same on any number of cores."""
+    parts = min(parts, size)
+    return [slice(size * i // parts, size * (i + 1) // parts) for i in range(parts)]
 
 
 def block_threads():

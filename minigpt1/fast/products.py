@@ -5,8 +5,8 @@ shards keeps the cores busy with shards. A batch of one shard (one sequence, as 
 batch often is on a CPU) would then multiply on one core. OpenBLAS's own threads are no
 answer: how it splits a product depends on how many threads it has, and so, for some
 shapes, do the last bits of the result (GPT-1's head backward, (512, 40478) @ (40478, 768),
-comes out different on 1 and 2 threads). So one of a product's sizes is cut into BLOCKS
-parts, whatever the number of cores:
+comes out different on 1 and 2 threads). So one of a product's sizes is cut into 4 parts
+(batch_threads.fixed_parts), whatever the number of cores:
 
     N, the columns of b:    out[:, j0:j1] = a @ b[:, j0:j1]
     K, the inner size:      out = a[:, k0:k1] @ b[k0:k1] summed over the blocks, in order
@@ -23,9 +23,8 @@ import numpy
 
 from ..backend import register_fast_path
 from ..layers.linear import matrix_product
-from .batch_threads import block_threads, map_dealt
+from .batch_threads import block_threads, fixed_parts, map_dealt
 
-BLOCKS = 4  # parts per product: work for 1, 2 or 4 cores alike
 MIN_WORK = 1 << 22  # multiply-adds below which a product stays whole
 
 
@@ -38,7 +37,7 @@ def product_in_blocks(a, b):
         return matrix_product.plain(a, b)
     inner = K > max(M, N)  # cut K, else N
     size = K if inner else N
-    cuts = [slice(size * i // BLOCKS, size * (i + 1) // BLOCKS) for i in range(BLOCKS)]
+    cuts = fixed_parts(size)
     if inner:
         parts = map_dealt(lambda k: a[:, k] @ b[k], cuts, threads)  # (M, N) each
         out = parts[0]
