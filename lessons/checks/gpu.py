@@ -313,8 +313,9 @@ def _moment_bytes_in_values(n_params, itemsize=4):
 def gelu_into(x, out):
     """GELU of x written into `out` (same shape and dtype), allocating no array at all.
 
-    The same nine passes as the library's CPU gelu_forward, every one of them writing into
-    `out`: the only memory touched is x and out. Works for NumPy and CuPy arrays alike.
+    Nine passes, the formula as it reads (the library's CPU gelu_forward multiplies the
+    cube's coefficients out and makes eight), every one of them writing into `out`: the only
+    memory touched is x and out. Works for NumPy and CuPy arrays alike.
     """
     xp = xp_of(x)
     xp.multiply(x, x, out=out)  # x^2
