@@ -30,8 +30,8 @@ from compare_torch import PRESETS, time_alternately  # noqa: E402
 from minigpt1 import GPTConfig  # noqa: E402
 from minigpt1.fast.batch_threads import (  # noqa: E402
     blas_threads,
+    in_fixed_parts,
     map_at_most,
-    products_in_blocks,
     single_threaded_blas,
 )
 from minigpt1.fast.process import tune_process  # noqa: E402
@@ -63,11 +63,11 @@ INNER = 8  # repeats of a product inside one timed call, as the step runs many i
 
 def as_the_step_runs(pairs, threads):
     """Every shard's product INNER times, as a training step runs them: each shard in a
-    thread of its own for a whole step (batch_threads.run_in_order), or, for a lone shard,
-    each product dealt out in blocks (products.py)."""
+    thread of its own for a whole step (batch_threads.run_in_order), or, for a step's only
+    shard of one sequence, each product dealt out in blocks (products.py)."""
     with single_threaded_blas():
         if len(pairs) == 1:
-            with products_in_blocks(threads):
+            with in_fixed_parts(threads):
                 for _ in range(INNER):
                     product_in_blocks(*pairs[0])
         else:

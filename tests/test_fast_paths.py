@@ -19,7 +19,7 @@ from minigpt1 import backend
 from minigpt1.backend import FAST_PATHS, PLAIN
 from minigpt1.fast import adamw, gelu
 from minigpt1.fast.attention import QUERY_BLOCK, attention_forward_by_blocks
-from minigpt1.fast.batch_threads import products_in_blocks
+from minigpt1.fast.batch_threads import in_fixed_parts
 from minigpt1.gradcheck import check_layer, failures
 from minigpt1.layers import (
     attention_backward,
@@ -167,7 +167,7 @@ def run_adamw(device, dtype):
 @case("matrix_product")
 def run_matrix_product(device, dtype):
     outputs = {}
-    with products_in_blocks(2):  # as in a training step of one shard
+    with in_fixed_parts(2):  # as in a training step of one shard
         # N cut in 4 blocks (M the largest; N the largest, one block short; N and K tied),
         # K cut (the largest, one block short), a transposed operand, a product too small to cut
         for M, K, N in [(1027, 64, 96), (64, 96, 1027), (64, 515, 515), (96, 1027, 64),
@@ -284,7 +284,7 @@ def test_a_lone_shards_head_groups_give_the_same_numbers_on_1_2_and_4_threads(dt
     qkv, dy = host(1, 7, 3 * 6 * 4, seed=3).astype(dtype), host(1, 7, 6 * 4, seed=4).astype(dtype)
 
     def run(threads):
-        with products_in_blocks(threads):
+        with in_fixed_parts(threads):
             y, cache = attention_forward_by_blocks(qkv, 6, 0.3, DropoutStreams(5, 2, range(1)),
                                                    block=3)
             return y, cache.probs, attention_backward(dy, cache), len(cache.groups)
@@ -307,7 +307,7 @@ def test_a_lone_shards_head_groups_pass_the_gradient_check():
     qkv = host(1, 7, 3 * 6 * 3, seed=0)
 
     def forward(qkv):
-        with products_in_blocks(2):
+        with in_fixed_parts(2):
             return attention_forward_by_blocks(qkv, 6, 0.2, DropoutStreams(5, 2, range(1)),
                                                block=3)
 
@@ -346,7 +346,7 @@ def test_a_lone_shards_gelu_in_row_parts_gives_the_numbers_of_the_whole(monkeypa
     y, cache = gelu.gelu_forward_in_place(x)
     dx = gelu.gelu_backward_in_place(dy, cache)
     for threads in (1, 2, 4):
-        with products_in_blocks(threads):
+        with in_fixed_parts(threads):
             y_parts, cache_parts = gelu.gelu_forward_in_place(x)
             dx_parts = gelu.gelu_backward_in_place(dy, cache_parts)
         for ours, reference in [(y_parts, y), (cache_parts.tanh_u, cache.tanh_u), (dx_parts, dx)]:

@@ -12,8 +12,9 @@ import pytest
 
 from minigpt1 import GPT, GPTConfig, backend
 from minigpt1.finetuning.task_model import TaskModel
+from minigpt1.training.distributed import World
 from minigpt1.training.dropout_streams import DropoutStreams
-from minigpt1.training.lm_objective import TrainConfig, train_step
+from minigpt1.training.lm_objective import TrainConfig, batch_loss_and_grads, train_step
 from minigpt1.training.optim import AdamW
 from minigpt1.training.task_objective import finetune_step
 from minigpt1.training.update import PairwiseSum, batch_shards
@@ -138,6 +139,32 @@ def test_one_sequence_per_update_is_bit_identical_on_1_2_and_4_threads():
     cfg = GPTConfig.preset("gpt1", n_layer=1, n_ctx=128)
     assert_identical({threads: train(threads, steps=2, batch=1, micro=1, cfg=cfg)
                       for threads in (1, 2, 4)})
+
+
+def rank(r, size):
+    """Rank r of `size` as the batch sees it (which rows it takes); no MPI."""
+    world = World()
+    world.rank, world.size = r, size
+    return world
+
+
+@pytest.mark.parametrize("n_embd, n_head, vocab_size", [(64, 4, 60), (768, 12, 40478)])
+def test_a_rank_holding_one_sequence_computes_what_one_process_does(n_embd, n_head, vocab_size):
+    """2 ranks x 1 sequence == 1 process x 2 sequences in micro-batches of 2, bit for bit. Each
+    rank runs its sequence as a lone shard, on every core; the process runs the same two
+    shards of one sequence side by side. Small heads, then GPT-1's width and vocabulary, whose
+    products a lone shard cuts into blocks."""
+    cfg = GPTConfig.preset("gpt1", n_layer=1, n_ctx=32, n_embd=n_embd, n_head=n_head,
+                           vocab_size=vocab_size)
+    model = GPT(cfg, seed=1)
+    windows = np.random.default_rng(0).integers(0, vocab_size, size=(2, cfg.n_ctx + 1))
+    for threads in (1, 2):
+        one = on_threads(threads, lambda: batch_loss_and_grads(model, windows, 4, 0, 2))
+        (loss0, grads0), (loss1, grads1) = on_threads(threads, lambda: [
+            batch_loss_and_grads(model, windows, 4, 0, 2, rank(r, 2)) for r in (0, 1)])
+        assert loss0 + loss1 == one[0]  # an all-reduce of two ranks: one addition
+        for name, g in one[1].items():
+            np.testing.assert_array_equal(grads0[name] + grads1[name], g, err_msg=name)
 
 
 def test_the_same_run_with_another_seed_or_micro_batch_differs():

@@ -14,11 +14,12 @@ over blocks of queries, never over heads; the backward pass walks the same block
 add up the contributions of every block whose queries saw them. This is the idea behind
 FlashAttention's tiling, without its fusion. Up to QUERY_BLOCK tokens there is one block.
 
-A lone shard (a training step's batch of one sequence, products.py) would run all of this on
-one core. Its heads are independent, so they go in 4 fixed groups (batch_threads.fixed_parts)
-dealt out to the cores, each group walking the blocks on its own. The dropout numbers are
-drawn first, for all heads at once as above, and each group takes its heads' share: the same
-masks as the heads at once, and the same numbers on any number of cores.
+A training step whose only shard is one sequence (products.py) would run all of this on one
+core. The heads are independent, so a shard of one sequence cuts them in 4 fixed groups
+(batch_threads.fixed_parts), each walking the blocks on its own: dealt out to the cores when
+the shard runs alone, one after another when it runs beside other shards, the same numbers
+either way. The dropout numbers are drawn first, for all heads at once as above, and each
+group takes its heads' share: the same masks as the heads at once.
 """
 
 import math
@@ -35,7 +36,7 @@ from ..layers.attention import (
     split_heads,
 )
 from ..layers.dropout import dropout_backward, dropout_forward
-from .batch_threads import block_threads, fixed_parts, map_dealt
+from .batch_threads import fixed_parts, map_dealt, parts_threads
 from .row_sums import row_sum
 
 QUERY_BLOCK = 128  # rows per block: big enough for efficient matmuls, small enough to skip
@@ -158,11 +159,11 @@ def attention_forward_by_blocks(qkv, n_head, attn_pdrop=0.0, rng=None, past=None
     C = qkv.shape[-1] // 3
     q, k, v = queries_keys_values(qkv, n_head, past)  # (B, nh, T or P + T, hs)
     q = q * (1.0 / math.sqrt(C // n_head))  # (B, nh, T, hs), a contiguous copy
-    threads = block_threads() if isinstance(q, numpy.ndarray) else None
+    threads = parts_threads() if isinstance(q, numpy.ndarray) else None
     if threads is None:  # the heads at once, as one batch of products
         y_h, blocks = attend_by_blocks(q, k, v, attn_pdrop, rng, block)
         groups = [(slice(None), blocks)]
-    else:  # a lone shard: its groups of heads dealt out to the cores
+    else:  # a shard of one sequence: its heads in fixed groups
         B, T, P = q.shape[0], q.shape[2], k.shape[2] - q.shape[2]
         draws = [rng.random((B, n_head, b - a, P + b), dtype=q.dtype)  # as the heads at once
                  for a, b in query_spans(T, block)] if attn_pdrop > 0.0 else []
@@ -191,7 +192,7 @@ def attention_backward_by_blocks(dy, cache):
         return attend_by_blocks_backward(dy_h[:, h], y_h[:, h], q[:, h], k[:, h], v[:, h],
                                          blocks, block)
 
-    grads = map_dealt(heads_backward, groups, block_threads() or 1)
+    grads = map_dealt(heads_backward, groups, parts_threads() or 1)
     dq, dk, dv = (parts[0] if len(parts) == 1 else xp.concatenate(parts, axis=1)
                   for parts in zip(*grads, strict=True))  # (B, nh, T, hs) each
     dq *= 1.0 / math.sqrt(hs)  # forward: q = q_unscaled / sqrt(hs)

@@ -19,6 +19,7 @@ build of OpenBLAS, or BLAS limited to one thread (OMP_NUM_THREADS=1, or ranks sh
 machine under mpiexec), `map_row_shards` simply runs its function once, on every row.
 """
 
+import functools
 import os
 import threading
 from collections import deque
@@ -28,12 +29,12 @@ from contextlib import contextmanager
 from .blas import openblas
 
 MIN_SHARD_ELEMENTS = 1 << 15  # rows x tokens x channels a shard needs to pay for its thread
-LONE_SHARD_PARTS = 4  # a lone shard's work is cut in this many parts: for 1, 2 or 4 cores alike
+ROW_PARTS = 4  # a one-row shard's work is cut in this many parts: for 1, 2 or 4 cores alike
 
 
 _pools = {}  # process id -> its thread pool
 _switching = threading.Lock()  # one split at a time: each sets the process-wide BLAS count
-_blocks = None  # (thread id, threads) while that thread's products cut themselves in blocks
+_parts = threading.local()  # .threads: how many a thread's fixed parts may use (in_fixed_parts)
 
 
 def pool():
@@ -80,28 +81,28 @@ def single_threaded_blas():
 
 
 @contextmanager
-def products_in_blocks(threads):
-    """While the block runs, the calling thread's matrix products cut themselves into blocks
-    over `threads` threads (products.py)."""
-    global _blocks
-    _blocks = (threading.get_ident(), threads)
+def in_fixed_parts(threads):
+    """While the block runs, the calling thread's work cuts itself in fixed parts, run on
+    `threads` threads (1: one after another): its matrix products (products.py), attention's
+    heads (attention.py) and GELU's rows (gelu.py)."""
+    before = parts_threads()
+    _parts.threads = threads
     try:
         yield
     finally:
-        _blocks = None
+        _parts.threads = before
 
 
-def fixed_parts(size, parts=LONE_SHARD_PARTS):
+def fixed_parts(size, parts=ROW_PARTS):
     """range(size) in `parts` contiguous slices (one per element when size is smaller), the
     same on any number of cores."""
     parts = min(parts, size)
     return [slice(size * i // parts, size * (i + 1) // parts) for i in range(parts)]
 
 
-def block_threads():
-    """The threads this thread's matrix products may use now, or None (products_in_blocks)."""
-    blocks = _blocks
-    return blocks[1] if blocks is not None and blocks[0] == threading.get_ident() else None
+def parts_threads():
+    """The threads this thread's fixed parts may use now, or None: no parts (in_fixed_parts)."""
+    return getattr(_parts, "threads", None)
 
 
 def settle(futures):
@@ -129,16 +130,27 @@ def run_in_order(fn, items, consume):
     """consume(fn(item)) for each item, in the items' order, on the calling thread.
 
     BLAS runs one thread throughout. fn runs on up to blas_threads() items at once, each in
-    a thread of the pool; fn must only read shared state. A single item runs in the caller,
-    its matrix products cut into blocks over those threads instead (products.py).
+    a thread of the pool; fn must only read shared state. An item of one row (a range of
+    one sequence or example) computes in fixed parts, so that its numbers are the same
+    whether it runs alone or beside others, on any number of ranks: alone, in the caller,
+    its parts are dealt out to the threads; beside others, they run one after another in its
+    own thread.
     """
     threads = blas_threads()
     with single_threaded_blas():
-        if len(items) == 1:
-            with products_in_blocks(threads):
+        if len(items) == 1 and len(items[0]) == 1:
+            with in_fixed_parts(threads):
                 consume(fn(items[0]))
         else:
-            map_at_most(fn, items, threads, consume)
+            map_at_most(functools.partial(in_parts_if_one_row, fn), items, threads, consume)
+
+
+def in_parts_if_one_row(fn, item):
+    """fn(item), in fixed parts one after another when the item holds one row."""
+    if len(item) != 1:
+        return fn(item)
+    with in_fixed_parts(1):
+        return fn(item)
 
 
 def map_dealt(fn, items, threads):

@@ -4,16 +4,16 @@ Each NumPy expression such as `0.5 * x * (1.0 + t)` allocates a new array per op
 written as in-place updates of the output buffers, the same formulas touch less fresh memory
 and run about twice as fast on the (B, T, 4C) activations of the MLP.
 
-In a lone shard (a training step's batch of one sequence, products.py) the rows are cut in 4
-fixed parts (batch_threads.fixed_parts) dealt out to the cores. Every element's result is the
-same whichever part holds it.
+In a training shard of one sequence (products.py) the rows are cut in 4 fixed parts
+(batch_threads.fixed_parts), dealt out to the cores when the shard runs alone. Every
+element's result is the same whichever part holds it.
 """
 
 import numpy
 
 from ..backend import register_fast_path
 from ..layers.gelu import GELU_COEF, SQRT_2_OVER_PI, GeluCache
-from .batch_threads import block_threads, fixed_parts, map_dealt
+from .batch_threads import fixed_parts, map_dealt, parts_threads
 
 MIN_SPLIT = 1 << 18  # elements worth waking another core for
 
@@ -52,8 +52,8 @@ def gelu_backward_into(dy, x, t, dx):
 
 
 def in_row_parts(fn, *arrays):
-    """fn(*arrays) on every row, the rows in fixed parts over the cores of a lone shard."""
-    threads = block_threads()
+    """fn(*arrays) on every row; in a shard of one sequence, the rows in fixed parts."""
+    threads = parts_threads()
     if threads is None or arrays[0].size < MIN_SPLIT:
         fn(*arrays)
         return
