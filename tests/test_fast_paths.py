@@ -17,7 +17,7 @@ import pytest
 
 from minigpt1 import backend
 from minigpt1.backend import FAST_PATHS, PLAIN
-from minigpt1.fast import adamw, gelu
+from minigpt1.fast import adamw, attention, gelu
 from minigpt1.fast.attention import QUERY_BLOCK, attention_forward_by_blocks
 from minigpt1.fast.batch_threads import in_fixed_parts
 from minigpt1.gradcheck import check_layer, failures
@@ -170,7 +170,7 @@ def run_matrix_product(device, dtype):
     with in_fixed_parts(2):  # as in a training step of one shard
         # N cut in 4 blocks (M the largest; N the largest, one block short; N and K tied),
         # K cut (the largest, one block short), a transposed operand, a product too small to cut
-        for M, K, N in [(1027, 64, 96), (64, 96, 1027), (64, 515, 515), (96, 1027, 64),
+        for M, K, N in [(4099, 96, 96), (96, 96, 4099), (160, 515, 515), (96, 4099, 96),
                         (8, 8, 8)]:
             a, b = host(M, K, seed=M), host(N, K, seed=N).T
             outputs[f"{M}x{K}x{N}"] = matrix_product(on(device, a, dtype), on(device, b, dtype))
@@ -278,9 +278,11 @@ def test_attention_by_blocks_equals_the_full_matrix(block):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_a_lone_shards_head_groups_give_the_same_numbers_on_1_2_and_4_threads(dtype):
+def test_a_lone_shards_head_groups_give_the_same_numbers_on_1_2_and_4_threads(dtype,
+                                                                            monkeypatch):
     # 6 heads in 4 groups (1 or 2 heads each), 7 queries in blocks of 3, dropout on: the
     # groups take their share of masks drawn for all heads at once
+    monkeypatch.setattr(attention, "MIN_GROUPED_SCORES", 1)
     qkv, dy = host(1, 7, 3 * 6 * 4, seed=3).astype(dtype), host(1, 7, 6 * 4, seed=4).astype(dtype)
 
     def run(threads):
@@ -303,7 +305,8 @@ def test_a_lone_shards_head_groups_give_the_same_numbers_on_1_2_and_4_threads(dt
         np.testing.assert_allclose(ours, reference, rtol=0, atol=tol)
 
 
-def test_a_lone_shards_head_groups_pass_the_gradient_check():
+def test_a_lone_shards_head_groups_pass_the_gradient_check(monkeypatch):
+    monkeypatch.setattr(attention, "MIN_GROUPED_SCORES", 1)
     qkv = host(1, 7, 3 * 6 * 3, seed=0)
 
     def forward(qkv):

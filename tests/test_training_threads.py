@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from minigpt1 import GPT, GPTConfig, backend
+from minigpt1.fast import attention, gelu, products
 from minigpt1.finetuning.task_model import TaskModel
 from minigpt1.training.distributed import World
 from minigpt1.training.dropout_streams import DropoutStreams
@@ -149,11 +150,16 @@ def rank(r, size):
 
 
 @pytest.mark.parametrize("n_embd, n_head, vocab_size", [(64, 4, 60), (768, 12, 40478)])
-def test_a_rank_holding_one_sequence_computes_what_one_process_does(n_embd, n_head, vocab_size):
+def test_a_rank_holding_one_sequence_computes_what_one_process_does(n_embd, n_head, vocab_size,
+                                                                    monkeypatch):
     """2 ranks x 1 sequence == 1 process x 2 sequences in micro-batches of 2, bit for bit. Each
     rank runs its sequence as a lone shard, on every core; the process runs the same two
-    shards of one sequence side by side. Small heads, then GPT-1's width and vocabulary, whose
-    products a lone shard cuts into blocks."""
+    shards of one sequence side by side. A small model with every part cut however small,
+    then GPT-1's width and vocabulary, whose products are cut as they are in training."""
+    if n_embd == 64:
+        for module, name in [(products, "MIN_WORK"), (attention, "MIN_GROUPED_SCORES"),
+                             (gelu, "MIN_SPLIT")]:
+            monkeypatch.setattr(module, name, 1)
     cfg = GPTConfig.preset("gpt1", n_layer=1, n_ctx=32, n_embd=n_embd, n_head=n_head,
                            vocab_size=vocab_size)
     model = GPT(cfg, seed=1)

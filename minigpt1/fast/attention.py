@@ -40,6 +40,7 @@ from .batch_threads import fixed_parts, map_dealt, parts_threads
 from .row_sums import row_sum
 
 QUERY_BLOCK = 128  # rows per block: big enough for efficient matmuls, small enough to skip
+MIN_GROUPED_SCORES = 1 << 21  # scores (B nh T T) below which the heads stay together
 
 
 class BlockedAttentionCache(NamedTuple):
@@ -160,6 +161,8 @@ def attention_forward_by_blocks(qkv, n_head, attn_pdrop=0.0, rng=None, past=None
     q, k, v = queries_keys_values(qkv, n_head, past)  # (B, nh, T or P + T, hs)
     q = q * (1.0 / math.sqrt(C // n_head))  # (B, nh, T, hs), a contiguous copy
     threads = parts_threads() if isinstance(q, numpy.ndarray) else None
+    if q.shape[0] * n_head * q.shape[2] * k.shape[2] < MIN_GROUPED_SCORES:
+        threads = None  # too little work to split: decided by the shapes alone
     if threads is None:  # the heads at once, as one batch of products
         y_h, blocks = attend_by_blocks(q, k, v, attn_pdrop, rng, block)
         groups = [(slice(None), blocks)]

@@ -28,7 +28,8 @@ from ..backend import register_fast_path
 from ..layers.linear import matrix_product
 from .batch_threads import fixed_parts, map_dealt, parts_threads
 
-MIN_WORK = 1 << 22  # multiply-adds below which a product stays whole
+MIN_WORK = 1 << 25  # multiply-adds below which a product stays whole (its blocks, run one
+#                     after another beside other shards, would cost more than they give)
 
 
 def product_in_blocks(a, b):
