@@ -17,7 +17,7 @@ import threading
 import numpy
 
 from ..backend import register_fast_path
-from .batch_threads import blas_threads, map_dealt
+from .batch_threads import blas_threads, fixed_parts, map_dealt
 
 SLICE = 1 << 16  # elements per slice
 THREAD_SLICE = 1 << 18  # per slice in threads: each NumPy call takes the GIL back, and two
@@ -51,13 +51,13 @@ def adamw_update_in_slices(p, g, m, v, t, lr, betas, eps, weight_decay):
     scalars = folded_scalars(t, lr, betas, eps, weight_decay)
     flat = [a.reshape(-1) for a in (p, g, m, v)]  # views of p, m, v: updated in place
     threads = blas_threads() if p.size >= MIN_SPLIT else 1
-    parts = [range(p.size * i // threads, p.size * (i + 1) // threads) for i in range(threads)]
+    parts = fixed_parts(p.size, threads)
     slice_size = SLICE if threads == 1 else THREAD_SLICE
     map_dealt(lambda part: update_part(flat, part, slice_size, betas, scalars), parts, threads)
 
 
 def update_part(flat, part, slice_size, betas, scalars):
-    """The elements `part` (a range) of the flat p, g, m, v, slice by slice."""
+    """The elements `part` (a slice) of the flat p, g, m, v, slice by slice."""
     tmp = scratch(flat[0].dtype)
     for start in range(part.start, part.stop, slice_size):
         stop = min(start + slice_size, part.stop)

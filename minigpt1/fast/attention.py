@@ -14,6 +14,17 @@ over blocks of queries, never over heads; the backward pass walks the same block
 add up the contributions of every block whose queries saw them. This is the idea behind
 FlashAttention's tiling, without its fusion. Up to QUERY_BLOCK tokens there is one block.
 
+Within a block the passes over the (b - a, P + b) scores are cut down too:
+- the queries are scaled before the product (T * hs numbers, not T * T scores);
+- the softmax works in place, with its row sums as BLAS products (row_sums.py);
+- the softmax backward needs D = sum over keys of dprobs * probs, one number per query. That
+  sum equals dy_h . y_h (the FlashAttention identity: sum_k (dy . v_k) probs_d_k = dy . y,
+  dropout included), a dot product over hs values instead of a pass over the keys.
+
+The cache keeps each block's probabilities; its `probs` assembles the full (T, P + T) matrix
+for attention maps. Dropout draws one mask per block, so with attn_pdrop > 0 the masks differ
+from the plain layer's (the same distribution, other draws).
+
 A training step whose only shard is one sequence (products.py) would run all of this on one
 core. The heads are independent, so a shard of one sequence cuts them in 4 fixed groups
 (batch_threads.fixed_parts), each walking the blocks on its own: dealt out to the cores when

@@ -51,8 +51,7 @@ def row_shards(n_rows, elements_per_row):
     """
     threads = blas_threads()
     by_work = n_rows * elements_per_row // MIN_SHARD_ELEMENTS
-    workers = max(1, min(threads, n_rows, by_work))
-    return [slice(n_rows * i // workers, n_rows * (i + 1) // workers) for i in range(workers)]
+    return fixed_parts(n_rows, min(threads, by_work))
 
 
 def blas_threads():
@@ -94,9 +93,9 @@ def in_fixed_parts(threads):
 
 
 def fixed_parts(size, parts=ROW_PARTS):
-    """range(size) in `parts` contiguous slices (one per element when size is smaller), the
-    same on any number of cores."""
-    parts = min(parts, size)
+    """range(size) in `parts` contiguous slices (one per element when size is smaller, and at
+    least one), the same on any number of cores."""
+    parts = max(1, min(parts, size))
     return [slice(size * i // parts, size * (i + 1) // parts) for i in range(parts)]
 
 

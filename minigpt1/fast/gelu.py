@@ -54,8 +54,8 @@ def gelu_backward_into(dy, x, t, dx):
 def in_row_parts(fn, *arrays):
     """fn(*arrays) on every row; in a shard of one sequence, the rows in fixed parts."""
     threads = parts_threads()
-    if threads is None or threads == 1 or arrays[0].size < MIN_SPLIT:  # the parts' numbers
-        fn(*arrays)  # are the whole's: parts on one thread would only cost
+    if threads is None or threads == 1 or arrays[0].size < MIN_SPLIT:
+        fn(*arrays)  # the parts' numbers are the whole's: on one thread they would only cost
         return
     rows = [a.reshape(-1, a.shape[-1]) for a in arrays]  # (rows, C); views of the C-order outputs
     map_dealt(lambda part: fn(*(r[part] for r in rows)), fixed_parts(len(rows[0])), threads)

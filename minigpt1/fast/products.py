@@ -17,9 +17,8 @@ block reads all of a and a quarter of b. Each block is one single-threaded BLAS 
 blocks are dealt out to the threads there are, the caller taking its share: the numbers
 depend on the shapes alone. A shard of one sequence cuts its products so whether it runs
 alone or beside other shards (there its blocks run one after another, in its own thread):
-it gives the same numbers on any number of ranks. `python benchmarks/step_products.py`
-times the blocks beside
-OpenBLAS's own threads (docs/speed.md).
+it gives the same numbers on any number of ranks. `python benchmarks/step_products.py` times
+the blocks beside OpenBLAS's own threads (docs/speed.md).
 """
 
 import numpy
