@@ -21,7 +21,7 @@ from minigpt1.training.estimate import (
 )
 from minigpt1.training.lm_objective import batch_loss_and_grads
 from minigpt1.training.update import batch_shards
-from tests.test_training_threads import on_threads
+from tests.test_threads import on_threads
 
 
 def matmul_flops_from_shapes(cfg, T):

@@ -38,7 +38,7 @@ from minigpt1.layers.attention import causal_softmax
 from minigpt1.layers.cross_entropy import target_log_probs
 from minigpt1.training.dropout_streams import DropoutStreams
 from minigpt1.training.optim import AdamW
-from tests.test_threads import linux_openblas
+from tests.test_threads import on_threads
 
 FAST = Path(__file__).resolve().parents[1] / "minigpt1" / "fast"
 DTYPES = [np.float32, np.float64]
@@ -322,28 +322,23 @@ def test_adamw_in_parts_on_threads_gives_the_numbers_of_one_thread(monkeypatch):
     # 5,003 elements cut in 1, 2 or 4 parts of slices of 1,000 (the last ones shorter)
     monkeypatch.setattr(adamw, "MIN_SPLIT", 1)
     monkeypatch.setattr(adamw, "THREAD_SLICE", 1000)
-    blas = linux_openblas()
 
-    def update(threads):
+    def update():
         p, m, v = host(5003, seed=1), host(5003, seed=2), host(5003, seed=3, scale=0.1) ** 2
-        before = blas.get()
-        blas.set(threads)
-        try:
-            for t in (1, 2):
-                adamw.adamw_update_in_slices(p, host(5003, seed=3 + t), m, v, t, 1e-2,
-                                             (0.9, 0.999), 1e-8, 0.1)
-        finally:
-            blas.set(before)
+        for t in (1, 2):
+            adamw.adamw_update_in_slices(p, host(5003, seed=3 + t), m, v, t, 1e-2,
+                                         (0.9, 0.999), 1e-8, 0.1)
         return p, m, v
 
-    one = update(1)
+    one = on_threads(1, update)
     for threads in (2, 4):
-        for ours, reference in zip(update(threads), one, strict=True):
+        for ours, reference in zip(on_threads(threads, update), one, strict=True):
             np.testing.assert_array_equal(ours, reference)
 
 
 def test_a_lone_shards_gelu_in_row_parts_gives_the_numbers_of_the_whole(monkeypatch):
-    # 7 rows in 4 parts on 1, 2 and 4 threads; one input a transposed (non-contiguous) view
+    # 7 rows in 4 parts on 2 and 4 threads (whole on 1); one input a transposed (non-contiguous)
+    # view
     monkeypatch.setattr(gelu, "MIN_SPLIT", 1)
     x, dy = host(1, 7, 12, seed=6, scale=3.0), host(12, 7, seed=7).T[None]
     y, cache = gelu.gelu_forward_in_place(x)

@@ -47,6 +47,17 @@ def linux_openblas():
     return blas
 
 
+def on_threads(threads, run):
+    """run() with NumPy's BLAS on `threads` threads."""
+    blas = linux_openblas()
+    before = blas.get()
+    blas.set(threads)
+    try:
+        return run()
+    finally:
+        blas.set(before)
+
+
 def test_numpys_openblas_is_found_and_its_thread_count_can_be_set():
     blas = linux_openblas()
     before = blas.get()

@@ -20,22 +20,11 @@ from minigpt1.training.optim import AdamW
 from minigpt1.training.task_objective import finetune_step
 from minigpt1.training.update import PairwiseSum, batch_shards
 from tests.test_finetune_lambda import config, task_model_and_examples
-from tests.test_threads import linux_openblas
+from tests.test_threads import on_threads
 
 CFG = GPTConfig.preset("tiny", n_layer=2, n_embd=32, n_head=4, n_ctx=16, vocab_size=60,
                        embd_pdrop=0.1, attn_pdrop=0.1, resid_pdrop=0.1)
 IDS = np.random.default_rng(0).integers(0, CFG.vocab_size, size=2000)
-
-
-def on_threads(threads, run):
-    """run() with NumPy's BLAS on `threads` threads."""
-    blas = linux_openblas()
-    before = blas.get()
-    blas.set(threads)
-    try:
-        return run()
-    finally:
-        blas.set(before)
 
 
 def train(threads, steps=3, seed=4, batch=8, micro=8, dtype="float32", cfg=CFG):
