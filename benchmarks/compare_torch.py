@@ -303,7 +303,7 @@ def compare(torch, name, args, peaks, threads):
     torch_fns = torch_steps(torch, cfg, p, ids, args.dropout)
     same = np.array_equal(ours_fns["generate"](), torch_fns["generate"]().numpy())
     print(f"same greedy tokens from both: {'yes' if same else 'NO'}")
-    shares = len(row_shards(batch, cfg.n_ctx * cfg.n_embd))  # as model.lm_loss splits
+    shares = len(row_shards(batch, cfg.n_ctx * cfg.n_embd))  # as model.lm_loss cuts it
     shards = len(batch_shards(range(batch), batch))  # as training cuts it
     print(f"minigpt1: forward in {shares} share{'s' * (shares > 1)} of the {batch} rows, "
           f"training in {shards} shard{'s' * (shards > 1)}")
@@ -360,8 +360,8 @@ def main(argv=None):
           f"KV cache in both; ratio = minigpt1 / torch tokens/s")
     if openblas() is not None:
         print(f"minigpt1 runs a batch's rows in up to {threads} threads, each calling "
-              "single-threaded BLAS (minigpt1/fast/batch_threads.py): its forward in one share "
-              "per thread, its training step in shards fixed by the batch")
+              "single-threaded BLAS (minigpt1/fast/batch_threads.py): its forward and its "
+              "training step in shards fixed by the batch")
     for name in args.presets:
         compare(torch, name, args, peaks, threads)
     return 0

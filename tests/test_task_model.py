@@ -21,11 +21,12 @@ V = 64  # ordinary tokens; the specials get the three rows after them
 START, DELIM, EXTRACT = V, V + 1, V + 2
 
 
-def task_batch(spec, seed=0):
-    """Two examples of random text, of different lengths so that padding is exercised."""
+def task_batch(spec, seed=0, n_examples=2):
+    """Examples of random text, of different lengths so that padding is exercised."""
     rng = np.random.default_rng(seed)
     encoded = []
-    for b, label in enumerate([1, 0.7 if spec.regression else 0]):
+    for b in range(n_examples):
+        label = [1, 0.7 if spec.regression else 0][b % 2]
         segments = [list(rng.integers(0, V, size=3 + b + k)) for k in range(spec.n_segments)]
         sequences = transform(spec.kind, segments, START, DELIM, EXTRACT)
         encoded.append(EncodedExample(tuple(map(tuple, sequences)), label, False))

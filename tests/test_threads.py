@@ -1,6 +1,7 @@
 """Rows of a batch run in threads (fast/batch_threads.py), NumPy's OpenBLAS switched while running
 (fast/blas.py), and row sums by BLAS (fast/row_sums.py)."""
 
+import dataclasses
 import sys
 import threading
 import time
@@ -12,6 +13,8 @@ from minigpt1 import GPT, GPTConfig
 from minigpt1.fast import batch_threads as threads
 from minigpt1.fast import blas as openblas_control
 from minigpt1.fast.row_sums import row_mean, row_sum
+from minigpt1.finetuning.task_model import TaskModel
+from tests.test_task_model import SPECS, V, task_batch
 
 CFG = GPTConfig.preset("tiny", n_layer=2, n_embd=32, n_head=4, n_ctx=16, vocab_size=50,
                        embd_pdrop=0.1, attn_pdrop=0.1, resid_pdrop=0.1)
@@ -109,22 +112,21 @@ def test_real_openblas_split_gives_the_one_pass_loss_and_its_threads_back(monkey
     assert calls == [1, before] * 2 and blas.get() == before
 
 
-@pytest.mark.parametrize("n_rows, count, sizes", [
-    (16, 2, [8, 8]), (5, 2, [2, 3]), (7, 3, [2, 2, 3]), (1, 2, [1]), (3, 8, [1, 1, 1]),
+@pytest.mark.parametrize("n_rows, sizes", [
+    (16, [4, 4, 4, 4]), (5, [1, 1, 1, 2]), (7, [1, 2, 2, 2]), (1, [1]), (3, [1, 1, 1]),
 ])
-def test_row_shards_cover_every_row_once_one_share_per_thread(blas, n_rows, count, sizes):
-    blas.count = count
-    shards = threads.row_shards(n_rows, elements_per_row=1)
-    assert [s.stop - s.start for s in shards] == sizes
-    assert [i for s in shards for i in range(s.start, s.stop)] == list(range(n_rows))
+def test_row_shards_cover_every_row_once_the_same_on_any_core_count(blas, n_rows, sizes):
+    for count in (1, 2, 3, 8):
+        blas.count = count
+        shards = threads.row_shards(n_rows, elements_per_row=1)
+        assert [s.stop - s.start for s in shards] == sizes
+        assert [i for s in shards for i in range(s.start, s.stop)] == list(range(n_rows))
 
 
-def test_too_little_work_or_one_thread_is_not_split(blas, monkeypatch):
+def test_too_little_work_is_not_split_and_another_blas_never_is(blas, monkeypatch):
     monkeypatch.setattr(threads, "MIN_SHARD_ELEMENTS", 100)
     assert threads.row_shards(16, elements_per_row=10) == [slice(0, 16)]  # 160 elements: 1 share
-    assert len(threads.row_shards(16, elements_per_row=20)) == 2
-    blas.count = 1
-    assert threads.row_shards(16, elements_per_row=1000) == [slice(0, 16)]
+    assert len(threads.row_shards(16, elements_per_row=20)) == 3  # 320 elements
     monkeypatch.setattr(threads, "openblas", lambda: None)  # another BLAS: never split
     assert threads.row_shards(16, elements_per_row=1000) == [slice(0, 16)]
 
@@ -138,8 +140,8 @@ def test_shards_run_at_once_with_single_threaded_blas_restored_after(blas):
         both_running.wait()
         return rows.start
 
-    assert threads.map_row_shards(work, 10, 1) == [0, 5]  # in shard order
-    assert seen == [1, 1] and blas.history == [1, 2] and blas.count == 2
+    assert threads.map_row_shards(work, 10, 1) == [0, 2, 5, 7]  # in shard order, 2 at a time
+    assert seen == [1] * 4 and blas.history == [1, 2] and blas.count == 2
 
 
 def test_ctrl_c_waits_for_the_running_shards_before_blas_gets_its_threads_back(blas, monkeypatch):
@@ -160,7 +162,7 @@ def test_ctrl_c_waits_for_the_running_shards_before_blas_gets_its_threads_back(b
 
     monkeypatch.setattr(threads, "wait", interrupted_wait)
     with pytest.raises(KeyboardInterrupt):
-        threads.map_row_shards(work, 10, 1)
+        threads.map_row_shards(work, 2, 1)  # two shards of one row
     assert finished == [1, 1] and blas.count == 2
 
 
@@ -190,6 +192,36 @@ def test_split_evaluation_gives_the_one_pass_loss_exactly(blas, monkeypatch, dty
         monkeypatch.setattr(threads, "MIN_SHARD_ELEMENTS", 1 << 60)
         assert model.lm_loss(ids, m) == split  # one shard
         monkeypatch.setattr(threads, "MIN_SHARD_ELEMENTS", 1)
+
+
+def test_rows_too_few_to_split_still_run_on_one_blas_thread(blas, monkeypatch):
+    # OpenBLAS's own threads may change a product's last bits (they do on some CPUs), and a
+    # rank under mpiexec runs one thread: a batch evaluates on one BLAS thread however it is cut
+    monkeypatch.setattr(threads, "MIN_SHARD_ELEMENTS", 1 << 60)
+    seen = []
+    assert threads.map_row_shards(lambda rows: seen.append(blas.get()) or rows, 3, 1) == [
+        slice(0, 3)]
+    assert seen == [1] and blas.history == [1, 2]
+    threads.map_row_shards(lambda rows: seen.append(blas.get()), 1, 1)  # a lone sequence
+    assert seen == [1, 2] and blas.history == [1, 2]  # keeps BLAS's threads
+
+
+@pytest.mark.parametrize("kind", ["classification", "regression", "multiple_choice"])
+def test_task_evaluation_in_shares_gives_the_same_numbers_on_any_core_count(blas, kind):
+    spec = SPECS[kind]
+    cfg = dataclasses.replace(CFG, vocab_size=V + 3, n_ctx=32)
+    model = TaskModel(GPT(cfg, seed=3), spec, seed=1)
+    batch = task_batch(spec, n_examples=5)
+    l2, scores = model.evaluate(batch)
+    assert blas.history == [1, 2]  # it did run in shares
+    for count in (1, 4):
+        blas.count = count
+        l2_here, scores_here = model.evaluate(batch)
+        assert l2_here == l2
+        np.testing.assert_array_equal(scores_here, scores)
+    one_pass, _, one_pass_scores, _ = model._forward(batch, 0.0, False, None)  # to rounding
+    np.testing.assert_allclose(scores, one_pass_scores, rtol=1e-5, atol=1e-6)
+    assert l2 == pytest.approx(float(one_pass), rel=1e-5)
 
 
 def test_split_evaluation_still_refuses_a_mask_with_no_target(blas):

@@ -6,8 +6,10 @@ before the gradients are summed, so its rows can run in one thread per core inst
 thread calling a single-threaded BLAS: NumPy releases the GIL inside its loops, so every pass
 then uses every core (docs/speed.md).
 
-- `map_row_shards` (evaluation) cuts the rows into one share per thread: a row's numbers do
-  not depend on its neighbours, so the loss is the same however many shares there are.
+- `map_row_shards` (evaluation) cuts the rows into up to 4 shares fixed by the rows and their
+  work, never by the core count, run at most one per thread at a time: every share then makes
+  the same products on any machine and rank layout (how OpenBLAS blocks a product can depend
+  on its number of rows, and so can its last bits), and the loss is the same on any of them.
 - `run_in_order` (training) runs a list of shards fixed by the batch, never by the core count
   (training/update.py), at most one per thread at a time, and hands their results to the
   caller in the list's order: the gradients are then summed in the same order on any machine.
@@ -33,7 +35,7 @@ ROW_PARTS = 4  # a one-row shard's work is cut in this many parts: for 1, 2 or 4
 
 
 _pools = {}  # process id -> its thread pool
-_switching = threading.Lock()  # one split at a time: each sets the process-wide BLAS count
+_switching = threading.RLock()  # one split at a time: each sets the process-wide BLAS count
 _parts = threading.local()  # .threads: how many a thread's fixed parts may use (in_fixed_parts)
 
 
@@ -45,13 +47,16 @@ def pool():
 
 
 def row_shards(n_rows, elements_per_row):
-    """Contiguous slices that split range(n_rows) into one share per BLAS thread.
+    """Contiguous slices that split range(n_rows) into up to ROW_PARTS shares of at least
+    MIN_SHARD_ELEMENTS each: the same on any number of cores.
 
-    A single slice when there is no OpenBLAS to switch, one thread, or too little work.
+    A single slice when there is no OpenBLAS to switch (the shares would run one after another
+    on a BLAS that may split each product over its own threads).
     """
-    threads = blas_threads()
+    if openblas() is None:
+        return [slice(0, n_rows)]
     by_work = n_rows * elements_per_row // MIN_SHARD_ELEMENTS
-    return fixed_parts(n_rows, min(threads, by_work))
+    return fixed_parts(n_rows, min(ROW_PARTS, by_work))
 
 
 def blas_threads():
@@ -112,16 +117,20 @@ def settle(futures):
 
 
 def map_row_shards(fn, n_rows, elements_per_row):
-    """[fn(rows) for rows in row_shards(...)], the shards run at once in threads.
+    """[fn(rows) for rows in row_shards(...)], up to one shard per BLAS thread at a time.
 
-    fn must only read shared state.
+    BLAS runs one thread throughout, also for rows too few to split: how OpenBLAS splits a
+    product over its own threads can change its last bits, and a rank under mpiexec runs one
+    BLAS thread, so the numbers are those of any split, any core count and any rank layout.
+    A lone sequence is the exception: its products keep BLAS's threads, the only way they
+    run on every core. fn must only read shared state.
     """
     shards = row_shards(n_rows, elements_per_row)
-    if len(shards) == 1:
+    if n_rows == 1:
         return [fn(shards[0])]
-    results = []
+    results, threads = [], blas_threads()
     with single_threaded_blas():
-        map_at_most(fn, shards, len(shards), results.append)
+        map_at_most(fn, shards, min(threads, len(shards)), results.append)
     return results
 
 

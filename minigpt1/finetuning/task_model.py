@@ -23,6 +23,7 @@ forward pass: causal attention means h[:, :-1] is what a separate LM pass would 
 from typing import NamedTuple
 
 from .. import backend
+from ..fast.batch_threads import map_row_shards
 from ..layers import (
     cross_entropy_backward,
     cross_entropy_forward,
@@ -114,12 +115,8 @@ class TaskModel:
         # one mask per example: the K candidates of a question lose the same channels
         z, dropout = dropout_forward(z, self.clf_pdrop if train else 0.0, rng, (B, 1, C))
         logits, linear = linear_forward(z, self.params["clf.weight"], self.params["clf.bias"])
-        if self.spec.regression:
-            scores = logits.reshape(B)  # (B,)
-            l2, loss = squared_error_forward(scores, labels)
-        else:
-            scores = logits.reshape(B, -1)  # (B, n classes) or (B, K answers)
-            l2, loss = cross_entropy_forward(scores, labels)
+        scores = logits.reshape(B) if self.spec.regression else logits.reshape(B, -1)
+        l2, loss = self._task_loss(scores, labels)
         l1 = lm = None
         if lm_coef:
             targets = mask[:, :, 1:].reshape(B * S, T - 1)  # real tokens after the first
@@ -128,14 +125,38 @@ class TaskModel:
         return l2, l1, scores, TaskCache(body, rows, positions, (B, S, T, C), dropout, linear,
                                          loss, lm)
 
+    def _task_loss(self, scores, labels):
+        """L2 and its cache: the squared error of (B,) values, or the cross-entropy of (B, n)
+        class logits or (B, K) answer scores."""
+        if self.spec.regression:
+            return squared_error_forward(scores, labels)
+        return cross_entropy_forward(scores, labels)
+
     def scores(self, batch):
         """The head's outputs (dropout off): (B, n) class logits, (B, K) answer scores or
         (B,) regression values, as a NumPy array."""
         return self.evaluate(batch)[1]
 
     def evaluate(self, batch):
-        """(L2, scores) without dropout or gradients, from one forward pass."""
-        l2, _, scores, _ = self._forward(batch, 0.0, False, None)
+        """(L2, scores) without dropout or gradients, from one forward pass.
+
+        On the CPU the examples run in one share per core (fast/batch_threads.py), as
+        GPT.lm_loss's rows do: an example's scores do not depend on its neighbours, and L2 is
+        taken once, over all of them, so the numbers are the same however many shares (or
+        ranks, each on one BLAS thread) there are.
+        """
+        batch = self._prepare(batch)
+        B, S, T = batch.ids.shape
+
+        def scores_of(rows):  # (b, n), (b, K) or (b,)
+            return self._forward(TaskBatch(*(part[rows] for part in batch)), 0.0, False, None)[2]
+
+        if self.gpt.device == "cpu":
+            shares = map_row_shards(scores_of, B, S * T * self.gpt.cfg.n_embd)
+        else:
+            shares = [scores_of(slice(None))]
+        scores = backend.module_for(self.gpt.device).concatenate(shares)
+        l2, _ = self._task_loss(scores, batch.labels)
         return float(l2), backend.to_numpy(scores)
 
     def finetune_loss(self, batch, lm_coef=0.5):
