@@ -34,7 +34,7 @@ from minigpt1.layers import (
     layernorm_forward,
     matrix_product,
 )
-from minigpt1.layers.attention import causal_softmax
+from minigpt1.layers.attention import causal_softmax, queries_keys_values
 from minigpt1.layers.cross_entropy import target_log_probs
 from minigpt1.training.dropout_streams import DropoutStreams
 from minigpt1.training.optim import AdamW
@@ -360,6 +360,25 @@ def test_attention_backward_refuses_a_past():
         _, with_past = forward(qkv[:, 3:], 2, past=(cache.k, cache.v))
         with pytest.raises(ValueError, match="key/value cache"):
             backward(host(1, 1, 4, seed=1), with_past)
+
+
+@pytest.mark.parametrize("dtype, far", [(np.float32, 30.0), (np.float64, 300.0)])
+def test_attention_shifts_only_the_sequences_whose_scores_could_leave_exps_range(dtype, far):
+    # 3 sequences, 16 queries, heads of 4: the second's scores reach about far^2 / 2 (exp
+    # overflows unshifted), the third holds a NaN; the first and the last are small
+    qkv = host(4, 16, 3 * 2 * 4, seed=6)
+    qkv[1] *= far
+    qkv[2, 3, 0] = np.nan
+    q, k, _ = queries_keys_values(qkv.astype(dtype), 2)
+    assert attention.unshifted_sequences(q * 0.5, k).tolist() == [True, False, False, True]
+    y, cache = attention_forward_by_blocks(qkv.astype(dtype), 2, block=8)
+    y_plain, cache_plain = attention_forward.plain(qkv, 2)
+    tol = TOL[dtype]
+    for ours, reference in [(y, y_plain), (cache.probs, cache_plain.probs)]:
+        np.testing.assert_allclose(ours[[0, 1, 3]], reference[[0, 1, 3]], **tol)
+        assert np.isnan(ours[2]).any()  # a NaN is never hidden
+    # generation's single query is always shifted: too few scores to pay for the check
+    assert attention.unshifted_sequences(q[:, :, -1:], k) is None
 
 
 @pytest.mark.parametrize("dtype, far", [(np.float32, 100.0), (np.float64, 1000.0)])

@@ -17,6 +17,13 @@ FlashAttention's tiling, without its fusion. Up to QUERY_BLOCK tokens there is o
 Within a block the passes over the (b - a, P + b) scores are cut down too:
 - the queries are scaled before the product (T * hs numbers, not T * T scores);
 - the softmax works in place, with its row sums as BLAS products (row_sums.py);
+- the softmax's shift by the row max is skipped where it cannot matter. The shift only keeps
+  exp in range, and |q_i . k_j| <= |q_i| |k_j| (Cauchy-Schwarz): in a sequence whose largest
+  |q_i| |k_j| is within half the float's exponent range (44 in float32), exp of every score is
+  finite and far from underflow, and so is any row sum. Its scores go to exp as they are,
+  which saves the max (a slow reduction over short rows) and the subtraction, 2 of the
+  softmax's 6 passes. The check costs two passes over q and k, not over the scores; it is
+  made per sequence from its own numbers, so the same on any split of a batch;
 - the softmax backward needs D = sum over keys of dprobs * probs, one number per query. That
   sum equals dy_h . y_h (the FlashAttention identity: sum_k (dy . v_k) probs_d_k = dy . y,
   dropout included), a dot product over hs values instead of a pass over the keys.
@@ -33,6 +40,7 @@ either way. The dropout numbers are drawn first, for all heads at once as above,
 group takes its heads' share: the same masks as the heads at once.
 """
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -74,22 +82,64 @@ class BlockedAttentionCache(NamedTuple):
         return full
 
 
-def causal_softmax_in_place(scores):
-    """layers/attention.py's causal_softmax, overwriting scores (..., Tq, Tk) with the result."""
-    xp = xp_of(scores)
+def causal_softmax_in_place(scores, unshifted=None):
+    """layers/attention.py's causal_softmax, overwriting scores (B, ..., Tq, Tk) (NumPy) with
+    the result. `unshifted` (B,) marks the sequences whose scores need no shift by the row max
+    (unshifted_sequences); None: every row is shifted."""
     Tq, Tk = scores.shape[-2:]
     if Tq > 1:  # one query (a step of generation) is the last position: it sees every key
-        scores += xp.where(causal_mask(Tq, Tk, xp), 0.0, -xp.inf).astype(scores.dtype)
-    scores -= scores.max(axis=-1, keepdims=True)
-    probs = xp.exp(scores, out=scores)
+        scores += additive_causal_mask(Tq, Tk, scores.dtype)
+    subtract_row_max(scores, unshifted)
+    probs = numpy.exp(scores, out=scores)
     probs *= 1.0 / row_sum(probs)  # one division per row, not per score
     return probs
 
 
-def attend(q, k, v, attn_pdrop, rng):
+@functools.lru_cache(maxsize=64)
+def additive_causal_mask(Tq, Tk, dtype):
+    """(Tq, Tk): 0 where query i may see key s, -inf elsewhere; read-only, made once per shape."""
+    mask = numpy.where(causal_mask(Tq, Tk, numpy), 0.0, -numpy.inf).astype(dtype)
+    mask.flags.writeable = False
+    return mask
+
+
+def subtract_row_max(scores, unshifted):
+    """scores (B, ..., Tk) -= their row max, in the sequences not marked `unshifted` (B,)."""
+    if unshifted is None or not unshifted.any():
+        scores -= scores.max(axis=-1, keepdims=True)
+    elif not unshifted.all():
+        shifted = ~unshifted
+        rows = scores[shifted]  # (B', ..., Tk) a copy
+        rows -= rows.max(axis=-1, keepdims=True)
+        scores[shifted] = rows
+
+
+def unshifted_sequences(q, k):
+    """(B,) bool: the sequences whose scores q @ k^T need no shift by the row max, or None
+    (every row shifted: on a GPU, whose fused softmax shifts anyway, or when the scores are
+    fewer than q and k, as in generation, where checking would cost more than it saves).
+
+    A sequence qualifies when max |q_i| max |k_j| <= half the dtype's exponent range
+    (ln(float max) / 2: 44 in float32); a NaN or inf fails the test and is shifted.
+    """
+    (B, _, Tq, hs), Tk = q.shape, k.shape[2]
+    if not isinstance(q, numpy.ndarray) or Tq * Tk <= (Tq + Tk) * hs:
+        return None
+    limit = 0.5 * math.log(numpy.finfo(q.dtype).max)
+    q_squared = row_sum(q * q).reshape(B, -1).max(axis=1)  # (B,) max |q_i|^2
+    k_squared = row_sum(k * k).reshape(B, -1).max(axis=1)  # (B,) max |k_j|^2
+    return q_squared * k_squared <= limit * limit
+
+
+def attend(q, k, v, attn_pdrop, rng, unshifted=None):
     """Scaled queries q (B, nh, Tq, hs) over keys/values (B, nh, Tk, hs) -> y_h (B, nh, Tq, hs),
-    and what the backward pass needs: probs, probs_dropped and the dropout cache."""
-    probs = causal_softmax(q @ k.transpose(0, 1, 3, 2))  # (B, nh, Tq, Tk), fast on any device
+    and what the backward pass needs: probs, probs_dropped and the dropout cache.
+    `unshifted` (B,): the sequences whose softmax may skip the shift (unshifted_sequences)."""
+    scores = q @ k.transpose(0, 1, 3, 2)  # (B, nh, Tq, Tk)
+    if unshifted is None:
+        probs = causal_softmax(scores)  # the fast path of the scores' device
+    else:
+        probs = causal_softmax_in_place(scores, unshifted)
     probs_dropped, dropout_cache = dropout_forward(probs, attn_pdrop, rng)
     return probs_dropped @ v, probs, probs_dropped, dropout_cache
 
@@ -110,18 +160,18 @@ def attend_backward(dy_h, y_h, q, k, v, probs, probs_dropped, dropout_cache):
     return dscores @ k, dscores.transpose(0, 1, 3, 2) @ q, dv
 
 
-def attend_by_blocks(q, k, v, attn_pdrop, rng, block):
+def attend_by_blocks(q, k, v, attn_pdrop, rng, block, unshifted=None):
     """Scaled queries q (B, h, T, hs) over keys/values (B, h, P + T, hs), one block of queries
     at a time -> y_h (B, h, T, hs) and what each block's backward pass needs."""
     xp = xp_of(q)
     T, P = q.shape[2], k.shape[2] - q.shape[2]
     if T <= block:  # one block (short windows, generation): no slices to cut
-        y_h, *saved = attend(q, k, v, attn_pdrop, rng)
+        y_h, *saved = attend(q, k, v, attn_pdrop, rng, unshifted)
         return y_h, [saved]
     outputs, blocks = [], []
     for a, b in query_spans(T, block):  # queries [a, b) see keys [0, P + b)
         y_block, *saved = attend(q[:, :, a:b], k[:, :, : P + b], v[:, :, : P + b], attn_pdrop,
-                                 rng)
+                                 rng, unshifted)
         outputs.append(y_block)
         blocks.append(saved)
     return xp.concatenate(outputs, axis=2), blocks
@@ -171,11 +221,12 @@ def attention_forward_by_blocks(qkv, n_head, attn_pdrop=0.0, rng=None, past=None
     C = qkv.shape[-1] // 3
     q, k, v = queries_keys_values(qkv, n_head, past)  # (B, nh, T or P + T, hs)
     q = q * (1.0 / math.sqrt(C // n_head))  # (B, nh, T, hs), a contiguous copy
+    unshifted = unshifted_sequences(q, k)  # (B,) or None
     threads = parts_threads() if isinstance(q, numpy.ndarray) else None
     if q.shape[0] * n_head * q.shape[2] * k.shape[2] < MIN_GROUPED_SCORES:
         threads = None  # too little work to split: decided by the shapes alone
     if threads is None:  # the heads at once, as one batch of products
-        y_h, blocks = attend_by_blocks(q, k, v, attn_pdrop, rng, block)
+        y_h, blocks = attend_by_blocks(q, k, v, attn_pdrop, rng, block, unshifted)
         groups = [(slice(None), blocks)]
     else:  # a shard of one sequence: its heads in fixed groups
         B, T, P = q.shape[0], q.shape[2], k.shape[2] - q.shape[2]
@@ -184,7 +235,8 @@ def attention_forward_by_blocks(qkv, n_head, attn_pdrop=0.0, rng=None, past=None
 
         def attend_heads(h):
             group_rng = Drawn([u[:, h] for u in draws])
-            return attend_by_blocks(q[:, h], k[:, h], v[:, h], attn_pdrop, group_rng, block)
+            return attend_by_blocks(q[:, h], k[:, h], v[:, h], attn_pdrop, group_rng, block,
+                                    unshifted)
 
         heads = fixed_parts(n_head)
         results = map_dealt(attend_heads, heads, threads)
