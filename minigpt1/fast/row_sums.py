@@ -7,14 +7,26 @@ on the rows of a transformer. The result keeps a trailing axis of 1, to broadcas
     row_mean(x) == x.mean(axis=-1, keepdims=True)          (up to float rounding)
 """
 
+import functools
+
 from ..backend import xp_of
 
 
 def _times_vector(x, value):
     """x (..., K) @ a vector of K copies of value -> (..., 1); one 2-D product."""
     K = x.shape[-1]
-    vector = xp_of(x).full(K, value, dtype=x.dtype)  # (K,)
+    vector = _constant_vector(xp_of(x), K, x.dtype, value)  # (K,)
     return (x.reshape(-1, K) @ vector).reshape(*x.shape[:-1], 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _constant_vector(xp, K, dtype, value):
+    """K copies of value, made once per size: a step asks for the same few many times (a
+    token's time in generation is a few hundred such calls)."""
+    vector = xp.full(K, value, dtype=dtype)
+    if hasattr(vector.flags, "writeable"):  # NumPy; a CuPy array has no such flag
+        vector.flags.writeable = False
+    return vector
 
 
 def row_sum(x):
