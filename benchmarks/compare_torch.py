@@ -359,6 +359,9 @@ def main(argv=None):
           f"generate = batch 1, {PROMPT_LEN}-token prompt + {NEW_TOKENS} greedy tokens, "
           f"KV cache in both; ratio = minigpt1 / torch tokens/s")
     if openblas() is not None:
+        pinned = os.environ.get("OPENBLAS_CORETYPE")
+        print(f"NumPy's OpenBLAS runs its {openblas().core} kernels "
+              f"({'OPENBLAS_CORETYPE=' + pinned if pinned else 'chosen for this CPU'})")
         print(f"minigpt1 runs a batch's rows in up to {threads} threads, each calling "
               "single-threaded BLAS (minigpt1/fast/batch_threads.py): its forward and its "
               "training step in shards fixed by the batch")

@@ -63,6 +63,7 @@ def on_threads(threads, run):
 
 def test_numpys_openblas_is_found_and_its_thread_count_can_be_set():
     blas = linux_openblas()
+    assert blas.core and blas.core.isprintable()  # the kernels' name, as benchmarks print it
     before = blas.get()
     try:
         blas.set(1)

@@ -35,6 +35,18 @@ class OpenBLAS:
             for name in ("get_num_threads", "set_num_threads", "get_parallel"))
         if parallel() == OPENMP:  # its threads follow each caller's OpenMP setting, not set()
             raise OSError(f"{path} is an OpenMP build")
+        self.core = self._core(library)
+
+    @classmethod
+    def _core(cls, library):
+        """The kernels this CPU runs ("Haswell", "SkylakeX", ...; OPENBLAS_CORETYPE picks
+        them by hand), or None when the build does not say."""
+        try:
+            corename = cls._function(library, "get_corename")
+        except AttributeError:
+            return None
+        corename.restype = ctypes.c_char_p
+        return corename().decode()
 
     @staticmethod
     def _function(library, name):
