@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from minigpt1 import GPT, GPTConfig  # noqa: E402
 from minigpt1.backend import to_numpy  # noqa: E402
 from minigpt1.fast.batch_threads import row_shards  # noqa: E402
-from minigpt1.fast.blas import openblas  # noqa: E402
+from minigpt1.fast.blas import kernels, openblas  # noqa: E402
 from minigpt1.fast.process import tune_process  # noqa: E402
 from minigpt1.model.generate import generate  # noqa: E402
 from minigpt1.training.estimate import flops_per_token, matmul_peak  # noqa: E402
@@ -359,9 +359,7 @@ def main(argv=None):
           f"generate = batch 1, {PROMPT_LEN}-token prompt + {NEW_TOKENS} greedy tokens, "
           f"KV cache in both; ratio = minigpt1 / torch tokens/s")
     if openblas() is not None:
-        pinned = os.environ.get("OPENBLAS_CORETYPE")
-        print(f"NumPy's OpenBLAS runs its {openblas().core} kernels "
-              f"({'OPENBLAS_CORETYPE=' + pinned if pinned else 'chosen for this CPU'})")
+        print(f"NumPy's products: {kernels()}")
         print(f"minigpt1 runs a batch's rows in up to {threads} threads, each calling "
               "single-threaded BLAS (minigpt1/fast/batch_threads.py): its forward and its "
               "training step in shards fixed by the batch")

@@ -34,6 +34,7 @@ from minigpt1.fast.batch_threads import (  # noqa: E402
     map_at_most,
     single_threaded_blas,
 )
+from minigpt1.fast.blas import kernels  # noqa: E402
 from minigpt1.fast.process import tune_process  # noqa: E402
 from minigpt1.fast.products import product_in_blocks  # noqa: E402
 from minigpt1.training.estimate import flops_per_token, matmul_peak  # noqa: E402
@@ -116,7 +117,7 @@ def main(argv=None):
     way = "blocks" if len(shard_rows) == 1 else "shards"
     print(f"{args.preset}: batch {batch} x {cfg.n_ctx} in {len(shard_rows)} shard(s) of "
           f"{shard_rows[0]} rows, C={cfg.n_embd}, V={cfg.vocab_size}, {threads} threads; "
-          f"float32 matmul peak {peak:.0f} GFLOP/s")
+          f"float32 matmul peak {peak:.0f} GFLOP/s ({kernels()})")
     print(f"ms per product over the batch (GFLOP/s); '{way}' is the training step's way")
     print(f"{'product':<14}{'M x K x N':>20}{way:>16}{'OpenBLAS':>16}{'one thread':>16}")
     step = np.zeros(3)

@@ -962,6 +962,7 @@ def _add_estimate_command(sub):
 def _estimate(args):
     """Each --preset with the size flags over it: what `pretrain` with the same flags runs."""
     from .config import PRESETS, GPTConfig
+    from .fast.blas import kernels
     from .training.estimate import describe, matmul_peak
 
     sizes = _size_overrides(args)
@@ -969,7 +970,9 @@ def _estimate(args):
                for name in args.preset or PRESETS}
     peak = None if args.no_measure else matmul_peak()
     if peak:
-        print(f"this machine's float32 matmul (1024 x 1024 x 1024): {peak:,.0f} GFLOP/s")
+        blas = kernels()
+        print(f"this machine's float32 matmul (1024 x 1024 x 1024): {peak:,.0f} GFLOP/s"
+              + (f" ({blas})" if blas else ""))
     changed = ", ".join(f"{name}={value}" for name, value in sizes.items())
     for name, cfg in configs.items():
         print(f"\n{name}" + (f" with {changed}" if changed else ""))

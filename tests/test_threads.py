@@ -73,6 +73,20 @@ def test_numpys_openblas_is_found_and_its_thread_count_can_be_set():
     assert blas.get() == before
 
 
+def test_the_kernels_are_named_with_who_chose_them(monkeypatch):
+    class Named:
+        core = "SkylakeX"
+
+    monkeypatch.setattr(openblas_control, "openblas", lambda: Named)
+    assert openblas_control.kernels({}) == "OpenBLAS SkylakeX kernels, chosen for this CPU"
+    assert openblas_control.kernels({"OPENBLAS_CORETYPE": "Haswell"}) == (
+        "OpenBLAS SkylakeX kernels, pinned by OPENBLAS_CORETYPE=Haswell")
+    Named.core = None  # a build that does not say
+    assert openblas_control.kernels({}) == ""
+    monkeypatch.setattr(openblas_control, "openblas", lambda: None)  # another BLAS
+    assert openblas_control.kernels({}) == ""
+
+
 def test_numpys_own_copy_is_chosen_over_other_wheels_copies():
     # SciPy's wheel maps an OpenBLAS of its own; switching that one would not touch NumPy's
     bundled = [p for p in openblas_control.numpy_openblas_candidates() if "numpy" in p]

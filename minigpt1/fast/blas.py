@@ -88,6 +88,19 @@ def openblas():
     return None
 
 
+def kernels(environ=os.environ):
+    """Which OpenBLAS kernels NumPy's products run, in words, for the lines that print a matmul
+    speed ("" without OpenBLAS, or when the build does not say). OPENBLAS_CORETYPE can pin
+    older kernels than the CPU could run: on an AVX-512 CPU pinned to Haswell, the float32
+    peak halves."""
+    blas = openblas()
+    if blas is None or blas.core is None:
+        return ""
+    pinned = environ.get("OPENBLAS_CORETYPE")
+    return f"OpenBLAS {blas.core} kernels, " + (
+        f"pinned by OPENBLAS_CORETYPE={pinned}" if pinned else "chosen for this CPU")
+
+
 def usable_cores():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
