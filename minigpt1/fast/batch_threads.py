@@ -121,7 +121,7 @@ def map_row_shards(fn, n_rows, elements_per_row):
 
     BLAS runs one thread throughout, also for rows too few to split: how OpenBLAS splits a
     product over its own threads can change its last bits, and a rank under mpiexec runs one
-    BLAS thread, so the numbers are those of any split, any core count and any rank layout.
+    BLAS thread, so the numbers are the same on any core count and any rank layout.
     A lone sequence is the exception: its products keep BLAS's threads, the only way they
     run on every core. fn must only read shared state.
     """

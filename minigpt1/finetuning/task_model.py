@@ -140,10 +140,9 @@ class TaskModel:
     def evaluate(self, batch):
         """(L2, scores) without dropout or gradients, from one forward pass.
 
-        On the CPU the examples run in one share per core (fast/batch_threads.py), as
-        GPT.lm_loss's rows do: an example's scores do not depend on its neighbours, and L2 is
-        taken once, over all of them, so the numbers are the same however many shares (or
-        ranks, each on one BLAS thread) there are.
+        On the CPU the examples run in shares fixed by the batch, at most one per core
+        (fast/batch_threads.py), as GPT.lm_loss's rows do, and L2 is taken once over all their
+        scores: the numbers are the same on any number of cores or ranks.
         """
         batch = self._prepare(batch)
         B, S, T = batch.ids.shape

@@ -167,10 +167,12 @@ class GPT:
         return [block.attn.probs for block in cache.blocks]
 
     def lm_loss(self, ids, mask=None):
-        """L1 without gradients (evaluation): the same number lm_loss_and_grads returns.
+        """L1 without gradients (evaluation): the number lm_loss_and_grads returns.
 
-        On the CPU the rows run in one thread per core (fast/batch_threads.py): a row's numbers
-        do not depend on the rows beside it, so the loss is the same as in one pass.
+        On the CPU the rows run in shares fixed by the batch, at most one per core
+        (fast/batch_threads.py): the loss is the same on any number of cores. It equals the
+        one pass of lm_loss_and_grads bit for bit where a product's numbers do not depend on
+        how many rows it has; with some OpenBLAS kernels they do, and the two agree to rounding.
         """
         ids, target_mask = self._lm_inputs(ids, mask)
         scale = position_weights(ids[:, 1:], target_mask, self.dtype)  # (B*(T-1),) w / sum(w)
