@@ -16,9 +16,10 @@ then uses every core (docs/speed.md).
 
 It needs a BLAS whose thread count can be changed while running: two threads that each call
 a multi-threaded BLAS fight over its thread pool and run slower than one. NumPy's own
-OpenBLAS (the wheels for Linux, Windows and Intel Macs) can. With any other BLAS, an OpenMP
-build of OpenBLAS, or BLAS limited to one thread (OMP_NUM_THREADS=1, or ranks sharing a
-machine under mpiexec), `map_row_shards` simply runs its function once, on every row.
+OpenBLAS (the wheels for Linux, Windows and Intel Macs) can. With BLAS limited to one thread
+(OMP_NUM_THREADS=1, or ranks sharing a machine under mpiexec) `map_row_shards` runs the same
+shares one after another; with any other BLAS, or an OpenMP build of OpenBLAS, it runs its
+function once, on every row.
 """
 
 import functools
@@ -27,6 +28,8 @@ import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
+
+import numpy
 
 from .blas import openblas
 
@@ -132,6 +135,14 @@ def map_row_shards(fn, n_rows, elements_per_row):
     with single_threaded_blas():
         map_at_most(fn, shards, min(threads, len(shards)), results.append)
     return results
+
+
+def concatenated_row_shards(fn, n_rows, elements_per_row, device):
+    """fn over every row, its results joined along their first axis: on the CPU the shares of
+    map_row_shards, on a GPU fn(slice(None)) at once."""
+    if device != "cpu":
+        return fn(slice(None))
+    return numpy.concatenate(map_row_shards(fn, n_rows, elements_per_row))
 
 
 def run_in_order(fn, items, consume):

@@ -23,7 +23,7 @@ forward pass: causal attention means h[:, :-1] is what a separate LM pass would 
 from typing import NamedTuple
 
 from .. import backend
-from ..fast.batch_threads import map_row_shards
+from ..fast.batch_threads import concatenated_row_shards
 from ..layers import (
     cross_entropy_backward,
     cross_entropy_forward,
@@ -150,11 +150,8 @@ class TaskModel:
         def scores_of(rows):  # (b, n), (b, K) or (b,)
             return self._forward(TaskBatch(*(part[rows] for part in batch)), 0.0, False, None)[2]
 
-        if self.gpt.device == "cpu":
-            shares = map_row_shards(scores_of, B, S * T * self.gpt.cfg.n_embd)
-        else:
-            shares = [scores_of(slice(None))]
-        scores = backend.module_for(self.gpt.device).concatenate(shares)
+        scores = concatenated_row_shards(scores_of, B, S * T * self.gpt.cfg.n_embd,
+                                         self.gpt.device)  # (B, ...)
         l2, _ = self._task_loss(scores, batch.labels)
         return float(l2), backend.to_numpy(scores)
 

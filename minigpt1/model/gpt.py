@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from .. import backend
 from ..config import GPTConfig
-from ..fast.batch_threads import map_row_shards
+from ..fast.batch_threads import concatenated_row_shards
 from ..layers import (
     cross_entropy_backward,
     cross_entropy_forward,
@@ -183,12 +183,9 @@ class GPT:
             logits = self.head_logits(h).reshape(-1, V)  # (b*(T-1), V)
             return target_log_probs(logits, ids[rows, 1:].reshape(-1))[0]
 
-        B, T = ids.shape
-        if self.device == "cpu":  # each row runs T-1 tokens of n_embd channels
-            shards = map_row_shards(target_log_probs_of, B, (T - 1) * self.cfg.n_embd)
-        else:
-            shards = [target_log_probs_of(slice(None))]
-        logp = backend.module_for(self.device).concatenate(shards)  # (B*(T-1),)
+        B, T = ids.shape  # each row runs T-1 tokens of n_embd channels
+        logp = concatenated_row_shards(target_log_probs_of, B, (T - 1) * self.cfg.n_embd,
+                                       self.device)  # (B*(T-1),)
         return float(-(scale * logp).sum())
 
     def lm_loss_and_grads(self, ids, mask=None, train=False, rng=None, scale=1.0):
