@@ -36,6 +36,7 @@ from minigpt1.layers import (
 )
 from minigpt1.layers.attention import causal_softmax, queries_keys_values
 from minigpt1.layers.cross_entropy import target_log_probs
+from minigpt1.model.block import BLOCK_PARAM_SHAPES, block_decode
 from minigpt1.training.dropout_streams import DropoutStreams
 from minigpt1.training.optim import AdamW
 from tests.test_threads import on_threads
@@ -162,6 +163,21 @@ def run_adamw(device, dtype):
         opt.step({name: on(device, g, dtype) for name, g in grads.items()})
     return {**params, **{f"m.{n}": m for n, m in opt.m.items()},
             **{f"v.{n}": v for n, v in opt.v.items()}}
+
+
+@case("block_decode")
+def run_block_decode(device, dtype):
+    C, nh = 12, 3
+    gains = {"ln_1.weight", "ln_2.weight"}  # near 1, the rest near 0
+    p = {name: on(device, host(*shape(C), seed=i, scale=0.3, shift=float(name in gains)), dtype)
+         for i, (name, shape) in enumerate(BLOCK_PARAM_SHAPES.items())}
+    x = on(device, host(2, QUERY_BLOCK + 4, C, seed=20), dtype)  # (B, T, C)
+    P = QUERY_BLOCK + 1  # a prompt of two blocks of queries, then one, two and one new tokens
+    outputs, past = {}, None
+    for a, b in [(0, P), (P, P + 1), (P + 1, P + 3), (P + 3, P + 4)]:
+        h, *past = block_decode(x[:, a:b], p, nh, 1e-5, past)
+        outputs.update({f"h [{a}, {b})": h, f"k [0, {b})": past[0], f"v [0, {b})": past[1]})
+    return outputs
 
 
 @case("matrix_product")

@@ -14,6 +14,7 @@ from . import (  # noqa: F401
     adamw,
     attention,
     cross_entropy,
+    decode,
     embedding,
     gelu,
     layernorm,

@@ -19,7 +19,8 @@ MIN_SPLIT = 1 << 18  # elements worth waking another core for
 
 
 def gelu_forward_into(x, y, tanh_u):
-    """y = GELU(x) and tanh_u = tanh(u), written into the given arrays of x's shape."""
+    """y = GELU(x) and tanh_u = tanh(u), written into the given arrays of x's shape. y may be
+    tanh_u's array where tanh(u) is not needed afterwards: tanh(u) is read before y is written."""
     # u = sqrt(2/pi) (x + 0.044715 x^3) = (sqrt(2/pi) 0.044715 x^2 + sqrt(2/pi)) x, built in
     # tanh_u's memory: one pass fewer than the first form
     numpy.multiply(x, x, out=tanh_u)

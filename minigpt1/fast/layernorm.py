@@ -1,7 +1,8 @@
 """LayerNorm on the CPU: layers/layernorm.py's math with BLAS row means and in-place updates.
 
 The means over a row of C channels are matrix-vector products (row_sums.py), and the centred
-input becomes xhat in its own memory instead of in a new array.
+input becomes xhat in its own memory instead of in a new array. Generation, which keeps no
+cache, normalises its rows in their own memory (layernorm_in_place, for fast/decode.py).
 """
 
 from ..backend import register_fast_path, xp_of
@@ -19,6 +20,16 @@ def layernorm_forward_rows(x, weight, bias, eps=1e-5):
     y = xhat * weight
     y += bias
     return y, LayerNormCache(xhat, rstd, weight)
+
+
+def layernorm_in_place(x, weight, bias, eps=1e-5):
+    """x (..., C) overwritten with LayerNorm(x), for inference: no cache, no new (..., C) array.
+    With no rstd to keep for a backward pass, it divides by sqrt(var + eps): one call fewer."""
+    x -= row_mean(x)  # centred
+    x /= xp_of(x).sqrt(row_mean(x * x) + eps)  # (..., C) / (..., 1)
+    x *= weight
+    x += bias
+    return x
 
 
 def layernorm_backward_rows(dy, cache):

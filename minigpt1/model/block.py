@@ -13,6 +13,7 @@ residual stream x feeds both the attention and the skip connection) the gradient
 
 from typing import NamedTuple
 
+from ..backend import fast_path
 from ..layers import (
     attention_backward,
     attention_forward,
@@ -74,6 +75,16 @@ def block_forward(x, p, n_head, eps=1e-5, attn_pdrop=0.0, resid_pdrop=0.0, rng=N
         c_attn, attn, attn_proj, attn_dropout, ln_1, c_fc, gelu, mlp_proj, mlp_dropout, ln_2
     )
     return h, cache
+
+
+@fast_path
+def block_decode(x, p, n_head, eps=1e-5, past=None):
+    """The block in generation, dropout off: x (B, T, C) of T new tokens after `past` -> h
+    (B, T, C), and the keys and values (B, nh, P + T, hs) of every token so far: the next
+    step's past. block_forward does the work; fast/decode.py runs the same math in fewer calls.
+    """
+    h, cache = block_forward(x, p, n_head, eps, past=past)
+    return h, cache.attn.k, cache.attn.v
 
 
 def block_backward(dh, cache):

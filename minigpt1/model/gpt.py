@@ -26,7 +26,7 @@ from ..layers import (
     position_weights,
     target_log_probs,
 )
-from .block import BLOCK_PARAM_SHAPES, block_backward, block_forward
+from .block import BLOCK_PARAM_SHAPES, block_backward, block_decode, block_forward
 from .huggingface import read_pretrained, write_pretrained
 from .openai_release import is_release_folder, read_release
 from .parameters import check_params, init_params
@@ -104,24 +104,17 @@ class GPT:
 
     # ---- the body: embeddings and blocks -----------------------------------------------
 
-    def body_forward(self, ids, train=False, rng=None, past=None):
-        """ids (B, T) -> final hidden states h (B, T, C) and the cache for body_backward.
-
-        `past` (one (keys, values) pair per layer, from `decode`) continues a sequence.
-        """
+    def body_forward(self, ids, train=False, rng=None):
+        """ids (B, T) -> final hidden states h (B, T, C) and the cache for body_backward."""
         embd_p, attn_p, resid_p = self._dropout_rates(train)
         rng = rng if rng is not None else self.rng
-        start = 0 if past is None else past[0][0].shape[2]  # tokens already seen
         p = self.params
-        wte, wpe = p["tokens_embed.weight"], p["positions_embed.weight"]
-        x, embedding = embedding_forward(ids, wte, wpe, start)
+        x, embedding = embedding_forward(ids, p["tokens_embed.weight"], p["positions_embed.weight"])
         x, embd_dropout = dropout_forward(x, embd_p, rng)  # (B, T, C)
         blocks = []
         for i in range(self.cfg.n_layer):
-            x, cache = block_forward(
-                x, self.block_params(i), self.cfg.n_head, self.cfg.layer_norm_epsilon,
-                attn_p, resid_p, rng, None if past is None else past[i],
-            )
+            x, cache = block_forward(x, self.block_params(i), self.cfg.n_head,
+                                     self.cfg.layer_norm_epsilon, attn_p, resid_p, rng)
             blocks.append(cache)
         return x, BodyCache(embedding, embd_dropout, blocks)
 
@@ -157,9 +150,15 @@ class GPT:
         """
         seen = 0 if past is None else past[0][0].shape[2]
         ids = self._prepare_ids(ids, max_len=self.cfg.n_ctx - seen)
-        h, cache = self.body_forward(ids, past=past)
-        past = [(block.attn.k, block.attn.v) for block in cache.blocks]
-        return self.head_logits(h), past
+        p = self.params
+        x, _ = embedding_forward(ids, p["tokens_embed.weight"], p["positions_embed.weight"], seen)
+        new_past = []
+        for i in range(self.cfg.n_layer):  # no dropout, and no cache for a backward pass
+            x, keys, values = block_decode(x, self.block_params(i), self.cfg.n_head,
+                                           self.cfg.layer_norm_epsilon,
+                                           None if past is None else past[i])
+            new_past.append((keys, values))
+        return self.head_logits(x), new_past
 
     def attention_maps(self, ids):
         """Attention probabilities of every layer and head: a list of (B, nh, T, T) arrays."""
