@@ -52,9 +52,9 @@ def top_p_filter(logits, p):
 
 def sample_next(logits, rng, temperature=1.0, top_k=None, top_p=None):
     """One token id per row of logits (B, V), as an int64 array (B,)."""
-    logits = np.asarray(logits, dtype=np.float64)
     if temperature == 0:
-        return logits.argmax(axis=-1)
+        return np.asarray(logits).argmax(axis=-1)
+    logits = np.asarray(logits, dtype=np.float64)
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     logits = top_p_filter(top_k_filter(logits / temperature, top_k), top_p)
