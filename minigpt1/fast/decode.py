@@ -9,19 +9,21 @@ and goes through its dispatch, reshapes and checks. Here the same formulas keep 
 the keys and values:
 - each linear layer is one numpy.dot over the (B*T, C) rows, its bias and the residual added
   in place;
-- q, k and v come out of qkv in one reshape, the past's keys and values go in front, and the
-  attention is fast/attention.py's, dropout off;
+- the attention is fast/attention.py's, from q, k and v to its output, dropout off;
 - LayerNorm and GELU write over arrays that nothing else reads.
 The numbers are block_decode's up to float rounding (tests/test_fast_paths.py).
 """
-
-import math
 
 import numpy
 
 from ..backend import register_fast_path
 from ..layers.attention import merge_heads
-from .attention import QUERY_BLOCK, attend_by_blocks, unshifted_sequences
+from .attention import (
+    QUERY_BLOCK,
+    attend_by_blocks,
+    scaled_queries_keys_values,
+    unshifted_sequences,
+)
 from .gelu import gelu_forward_into
 from .layernorm import layernorm_in_place
 
@@ -38,11 +40,7 @@ def block_decode_rows(x, p, n_head, eps=1e-5, past=None):
     rows = x.reshape(B * T, C)
     # a = c_proj(attention(c_attn(x)))
     qkv = affine(rows, p["attn.c_attn.weight"], p["attn.c_attn.bias"])  # (B*T, 3C)
-    q, k, v = qkv.reshape(B, T, 3, n_head, C // n_head).transpose(2, 0, 3, 1, 4)  # (B, nh, T, hs)
-    if past is not None:  # the keys and values of the tokens already seen go first
-        k = numpy.concatenate([past[0], k], axis=2)  # (B, nh, P + T, hs)
-        v = numpy.concatenate([past[1], v], axis=2)
-    q = q * (1.0 / math.sqrt(C // n_head))  # scaled, as attend expects
+    q, k, v = scaled_queries_keys_values(qkv.reshape(B, T, 3 * C), n_head, past)
     y_h, _ = attend_by_blocks(q, k, v, 0.0, None, QUERY_BLOCK, unshifted_sequences(q, k))
     y = merge_heads(y_h).reshape(B * T, C)
     a = affine(y, p["attn.c_proj.weight"], p["attn.c_proj.bias"])  # (B*T, C)
