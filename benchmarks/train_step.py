@@ -12,11 +12,14 @@ each part over several steps after a warm-up, the tokens per second, the GFLOP/s
 (matrix-product FLOPs, as `python -m minigpt1 estimate` counts them) and the peak memory: the
 process's peak resident set on the CPU, CuPy's memory pool on the GPU. On the CPU it also
 measures NumPy's float32 matmul peak and prints the MFU of the step and of its forward and
-backward alone: what the optimizer's passes over every parameter cost a step's MFU. It
-checks that no array silently became float64 along the way.
+backward alone: what the optimizer's passes over every parameter cost a step's MFU. Beside
+AdamW's bytes per second it prints the memory bandwidth NumPy reaches here (an in-place add
+over arrays larger than the caches), which tells whether the optimizer waits on memory or
+on its own passes. It checks that no array silently became float64 along the way.
 """
 
 import argparse
+import math
 import resource
 import statistics
 import sys
@@ -58,6 +61,18 @@ def config(name):
     return GPTConfig.preset("gpt1", **COMPARED[name][0])
 
 
+def stream_bandwidth(elements=1 << 26, repeats=3):
+    """Bytes per second of `a += b` over two float32 arrays of 256 MiB (read 2, write 1): how
+    fast one NumPy pass streams memory on this machine, the best of a few."""
+    a, b = np.ones(elements, np.float32), np.ones(elements, np.float32)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a += b
+        best = min(best, time.perf_counter() - start)
+    return 3 * a.nbytes / best
+
+
 def timed_steps(model, windows, steps, warmup, device):
     """Median seconds of each part of a training step: {part: seconds}; and the last grads."""
     opt = AdamW(model.params)
@@ -95,6 +110,7 @@ def main(argv=None):
     model = GPT(cfg, seed=0, device=args.device)
     windows = np.random.default_rng(0).integers(0, cfg.vocab_size, size=(args.batch, T + 1))
     parts, grads = timed_steps(model, windows, args.steps, args.warmup, args.device)
+    memory = peak_memory_mb(args.device)  # before stream_bandwidth's arrays
     wrong = [n for n, g in grads.items() if g.dtype != model.params[n].dtype]
     wrong += [n for n, p in model.params.items() if p.dtype != np.float32]
     step_time = sum(parts.values())
@@ -115,7 +131,10 @@ def main(argv=None):
         print(f"float32 matmul peak  {peak:10.1f} GFLOP/s{blas}")
         print(f"MFU                  {gflop / step_time / peak:10.1%} of the step, "
               f"{gflop / parts['forward + backward'] / peak:.1%} of its forward + backward")
-    print(f"peak memory          {peak_memory_mb(args.device):10,.0f} MiB")
+        moved = 28 * parameter_count(cfg)  # AdamW reads p, g, m, v and writes p, m, v
+        print(f"AdamW's traffic      {moved / 1e9:10.2f} GB at {moved / parts['AdamW'] / 1e9:.1f} "
+              f"GB/s; one NumPy pass streams {stream_bandwidth() / 1e9:.1f} GB/s here")
+    print(f"peak memory          {memory:10,.0f} MiB")
     print(f"float64 arrays       {'none' if not wrong else ', '.join(wrong)}")
     return 1 if wrong else 0
 
