@@ -100,8 +100,8 @@ class TaskModel:
                          backend.to_device(labels, device, label_dtype))
 
     def _forward(self, batch, lm_coef, train, rng):
-        """Returns (L2, L1 or None, scores, cache)."""
-        ids, mask, extract, labels = self._prepare(batch)
+        """Returns (L2, L1 or None, scores, cache) of a batch already _prepare'd."""
+        ids, mask, extract, labels = batch
         B, S, T = ids.shape
         flat = self.gpt._prepare_ids(ids.reshape(B * S, T))
         rng = rng if rng is not None else self.gpt.rng
@@ -157,7 +157,7 @@ class TaskModel:
 
     def finetune_loss(self, batch, lm_coef=0.5):
         """(L3, L2, L1) without gradients; L1 is None when lm_coef is 0."""
-        l2, l1, _, _ = self._forward(batch, lm_coef, False, None)
+        l2, l1, _, _ = self._forward(self._prepare(batch), lm_coef, False, None)
         l1 = None if l1 is None else float(l1)
         return float(l2) + lm_coef * (l1 or 0.0), float(l2), l1
 
@@ -170,7 +170,7 @@ class TaskModel:
         multiplies the loss and every gradient (not the parts): the batch's share of a larger
         batch.
         """
-        l2, l1, _, cache = self._forward(batch, lm_coef, train, rng)
+        l2, l1, _, cache = self._forward(self._prepare(batch), lm_coef, train, rng)
         B, S, T, C = cache.shape
         if self.spec.regression:
             dscores = squared_error_backward(scale, cache.loss)  # (B,), seeded with scale
