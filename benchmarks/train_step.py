@@ -34,7 +34,7 @@ from compare_torch import PRESETS as COMPARED  # noqa: E402
 
 from minigpt1 import GPT, GPTConfig, backend, parameter_count  # noqa: E402
 from minigpt1.config import PRESETS  # noqa: E402
-from minigpt1.fast.blas import kernels, openblas  # noqa: E402
+from minigpt1.fast.blas import kernels  # noqa: E402
 from minigpt1.fast.process import tune_process  # noqa: E402
 from minigpt1.training.estimate import flops_per_token, matmul_peak  # noqa: E402
 from minigpt1.training.lm_objective import batch_loss_and_grads  # noqa: E402
@@ -127,8 +127,8 @@ def main(argv=None):
     print(f"achieved GFLOP/s     {gflop / step_time:10.1f}")
     if args.device == "cpu":
         peak = matmul_peak()
-        blas = f" ({kernels()})" if openblas() is not None else ""
-        print(f"float32 matmul peak  {peak:10.1f} GFLOP/s{blas}")
+        blas = kernels()  # "" without OpenBLAS, or when it does not name its kernels
+        print(f"float32 matmul peak  {peak:10.1f} GFLOP/s" + (f" ({blas})" if blas else ""))
         print(f"MFU                  {gflop / step_time / peak:10.1%} of the step, "
               f"{gflop / parts['forward + backward'] / peak:.1%} of its forward + backward")
         moved = 28 * parameter_count(cfg)  # AdamW reads p, g, m, v and writes p, m, v
